@@ -1,0 +1,46 @@
+# The two commands of README: `make demo` and `make test`. Both set up .venv first (idempotent).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench bench-dedup bench-cache isear-data clean-cache
+
+setup: $(VENV)/.installed
+
+# Re-runs only when pyproject.toml changes (or .venv is gone).
+$(VENV)/.installed: pyproject.toml scripts/install_torch.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	bash scripts/install_torch.sh $(PY) $(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# Main job on the bundled sample data (today: the data pipeline up to the first batch).
+demo: setup
+	$(PY) train.py
+
+# The test suite. pytest exits 5 when it collects no test; that is not a failure of the code.
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Data pipeline on ISEAR (../shared/data/isear/isear.csv; override with ISEAR=path).
+ISEAR ?= ../shared/data/isear/isear.csv
+isear-data: setup
+	@test -f "$(ISEAR)" || { echo "ISEAR not found at $(ISEAR): set ISEAR=/path/to/isear.csv"; exit 1; }
+	$(PY) train.py data=isear data.path=$(abspath $(ISEAR))
+
+bench: bench-dedup bench-cache
+
+bench-dedup: setup
+	$(PY) bench/dedup_bench.py
+
+bench-cache: setup
+	$(PY) bench/embedding_cache_bench.py
+
+clean-cache:
+	rm -rf data/*.prepared data/*.embedded.*.safetensors data/cache

@@ -1,0 +1,153 @@
+"""LightningDataModule over cached sentence embeddings.
+
+Batches are dicts of tensors: `embedding` (B×D), `label` (B), and for each optional target its
+values and a boolean mask of the same shape (`intensity`, `regret`, `bentham`, `surd` and
+`*_mask`); masked-out values are 0 and must be ignored by the loss. `index` points back into the
+kept records, so any prediction can be traced to its record id.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader, Dataset
+
+from redheart.data.embeddings import build_encoder
+from redheart.data.pipeline import PipelineSettings, PreparedDataset, prepare_dataset
+from redheart.io import atomic_write_json
+from redheart.schema import Record, TaskSchema
+
+log = logging.getLogger(__name__)
+
+
+def _target_matrix(values: list[list[float | None] | None], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    data = np.zeros((len(values), width), dtype=np.float32)
+    mask = np.zeros((len(values), width), dtype=bool)
+    for row, vector in enumerate(values):
+        if vector is None:
+            continue
+        for col, v in enumerate(vector):
+            if v is not None:
+                data[row, col] = v
+                mask[row, col] = True
+    return torch.from_numpy(data), torch.from_numpy(mask)
+
+
+class EmbeddingDataset(Dataset):
+    """Tensors for the records at `indices`, built once; `__getitem__` only slices."""
+
+    def __init__(self, records: list[Record], embeddings: np.ndarray, indices: np.ndarray, schema: TaskSchema):
+        chosen = [records[i] for i in indices.tolist()]
+        self.tensors: dict[str, torch.Tensor] = {
+            "embedding": torch.from_numpy(np.ascontiguousarray(embeddings[indices], dtype=np.float32)),
+            "label": torch.tensor([r.label for r in chosen], dtype=torch.long),
+            "index": torch.as_tensor(indices, dtype=torch.long),
+        }
+        for name, attr in (("intensity", "intensity"), ("regret", "regret_factor")):
+            values, mask = _target_matrix([[getattr(r, attr)] for r in chosen], 1)
+            self.tensors[name], self.tensors[f"{name}_mask"] = values[:, 0], mask[:, 0]
+        self.tensors["bentham"], self.tensors["bentham_mask"] = _target_matrix(
+            [r.bentham for r in chosen], len(schema.bentham_names))
+        self.tensors["surd"], self.tensors["surd_mask"] = _target_matrix([r.surd for r in chosen], len(schema.surd_names))
+
+    def __len__(self) -> int:
+        return len(self.tensors["label"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+class RedHeartDataModule(LightningDataModule):
+    """validate → dedup → split → embed in `prepare_data` (cached on disk); loaders in `setup`."""
+
+    def __init__(
+        self,
+        path: str,
+        schema: Mapping[str, Any] | None = None,
+        format: str = "auto",
+        table: Mapping[str, Any] | None = None,
+        clean: Mapping[str, Any] | None = None,
+        on_invalid: str = "error",
+        max_text_chars: int = 20_000,
+        max_samples: int | None = None,
+        dedup_threshold: float = 0.92,
+        split: Mapping[str, Any] | None = None,
+        embedding: Mapping[str, Any] | None = None,
+        cache_dir: str | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        report_dir: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.schema = TaskSchema.from_config(**(schema or {}))
+        split = dict(split or {})
+        self.settings = PipelineSettings(
+            format=format, table=dict(table) if table else None, clean=dict(clean or {}), on_invalid=on_invalid,
+            max_text_chars=max_text_chars, max_samples=max_samples, dedup_threshold=dedup_threshold,
+            val_ratio=split.get("val", 0.1), test_ratio=split.get("test", 0.1), seed=split.get("seed", 42),
+            on_leakage=split.get("on_leakage", "error"),
+        )
+        self.encoder = build_encoder(**{"progress": progress, **(embedding or {})})
+        self.cache_dir = cache_dir
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.report_dir = Path(report_dir) if report_dir else None
+        self.progress = progress
+        self.prepared: PreparedDataset | None = None
+        self.datasets: dict[str, EmbeddingDataset] = {}
+
+    def _prepare(self) -> PreparedDataset:
+        return prepare_dataset(self.path, self.schema, self.settings, self.encoder, self.cache_dir, self.progress)
+
+    def prepare_data(self) -> None:
+        prepared = self._prepare()
+        self._write_report(prepared)
+
+    @rank_zero_only
+    def _write_report(self, prepared: PreparedDataset) -> None:
+        counts = prepared.report["counts"]
+        log.info("data: read %d = kept %d + near-duplicates %d + quarantined %d", counts["read"], counts["kept"],
+                 counts["near_duplicates"], counts["quarantined"])
+        if self.report_dir is None:
+            return
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.report_dir / "data_report.json", prepared.report)
+        for name in ("quarantine.jsonl", "near_duplicates.jsonl"):
+            shutil.copyfile(prepared.directory / name, self.report_dir / name)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.prepared is None:
+            self.prepared = self._prepare()  # every stage is cached: this reads, it does not recompute
+        p = self.prepared
+        self.datasets = {name: EmbeddingDataset(p.records, p.embeddings, idx, self.schema) for name, idx in p.split.items()}
+
+    @property
+    def embedding_dim(self) -> int:
+        if self.prepared is None:
+            raise RuntimeError("call setup() first")
+        return int(self.prepared.embeddings.shape[1])
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        if name not in self.datasets:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,147 @@
+"""Near-duplicate removal with the seed's semantics, without the seed's O(n²) Python loop.
+
+Seed 002 §2.1 walks the records in order, keeps record i unless an earlier *kept* record marked it,
+and marks every later record j with `fuzz.ratio(text_i, text_j) / 100 >= threshold`. So record j is
+dropped exactly when some kept record i < j is that similar to it. We reproduce that kept set
+exactly (tests compare against the seed loop) in three steps:
+
+1. Exact copies: a later copy of a text is always dropped (its first copy, or whatever dropped the
+   first copy, is at least as similar to it), so only distinct texts go on.
+2. Candidate pairs: rapidfuzz's multi-threaded `process.cdist` with `score_cutoff`, in chunks of
+   texts sorted by length. `fuzz.ratio` is 2·M/(len_a + len_b) with M ≤ min(len_a, len_b), so a
+   ratio ≥ t needs min/max length ≥ t / (2 − t): each chunk is compared only with the texts in that
+   length window (length blocking), and no dense n×n matrix is ever built.
+   Every candidate is re-scored with the scalar `fuzz.ratio` and the seed's own predicate, so float
+   rounding inside the vectorised scorer can never change a decision.
+3. Greedy resolution in the original order on the sparse pair list (linear in the pair count).
+
+rapidfuzz has no "deduplicate with keep-first" routine, so steps 1 and 3 are written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rapidfuzz import fuzz, process
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    kept: int  # index of the kept record that removed `dropped`
+    dropped: int
+    similarity: float  # fuzz.ratio / 100
+
+
+@dataclass
+class DedupResult:
+    keep: np.ndarray  # bool mask over the input texts
+    pairs: list[DuplicatePair]  # one per dropped record: which kept record removed it
+    threshold: float
+
+    @property
+    def kept_indices(self) -> list[int]:
+        return np.flatnonzero(self.keep).tolist()
+
+    @property
+    def n_dropped(self) -> int:
+        return int((~self.keep).sum())
+
+
+def _is_similar(a: str, b: str, threshold: float) -> tuple[bool, float]:
+    """The seed's predicate, verbatim: fuzz.ratio(a, b) / 100.0 >= threshold."""
+    score = fuzz.ratio(a, b) / 100.0
+    return score >= threshold, score
+
+
+def similar_pairs(
+    texts: Sequence[str],
+    threshold: float,
+    chunk_size: int = 512,
+    workers: int = -1,
+    progress: bool = False,
+) -> list[tuple[int, int, float]]:
+    """All pairs (i, j, similarity) with i < j and fuzz.ratio(texts[i], texts[j]) / 100 >= threshold."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
+    n = len(texts)
+    if n < 2:
+        return []
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    sorted_texts = [texts[i] for i in order]
+    # Smallest min/max length ratio a pair above the threshold can have, loosened a little so
+    # rounding never excludes a true pair (the exact check below decides).
+    min_len_ratio = threshold / (2.0 - threshold) - 1e-9
+    # cdist's scores are rounded into uint8; a point below the cutoff keeps every true pair.
+    loose_cutoff = max(0.0, threshold * 100.0 - 1.0)
+
+    pairs: list[tuple[int, int, float]] = []
+    starts = range(0, n, chunk_size)
+    for start in tqdm(starts, desc="near-duplicate search", unit="chunk", disable=not progress, leave=False):
+        stop = min(start + chunk_size, n)
+        longest = sorted_lengths[stop - 1]
+        window_end = int(np.searchsorted(sorted_lengths, longest / min_len_ratio, side="right"))
+        scores = process.cdist(
+            sorted_texts[start:stop],
+            sorted_texts[start:window_end],
+            scorer=fuzz.ratio,
+            score_cutoff=loose_cutoff,
+            dtype=np.uint8,
+            workers=workers,
+        )
+        rows, cols = np.nonzero(scores)
+        upper = cols > rows  # column c is sorted position start + c; keep each pair once
+        for r, c in zip(rows[upper].tolist(), cols[upper].tolist(), strict=True):
+            a, b = int(order[start + r]), int(order[start + c])
+            similar, score = _is_similar(texts[a], texts[b], threshold)
+            if similar:
+                pairs.append((min(a, b), max(a, b), score))
+    return pairs
+
+
+def deduplicate(
+    texts: Sequence[str],
+    threshold: float = 0.92,
+    chunk_size: int = 512,
+    workers: int = -1,
+    progress: bool = False,
+) -> DedupResult:
+    """Keep-first near-duplicate removal, identical in outcome to the seed's loop."""
+    n = len(texts)
+    keep = np.ones(n, dtype=bool)
+    cause: dict[int, DuplicatePair] = {}
+
+    # 1. exact copies collapse onto their first occurrence
+    first_of: dict[str, int] = {}
+    distinct: list[int] = []  # original indices of first occurrences, in order
+    copies: list[tuple[int, int]] = []  # (later copy, its first occurrence)
+    for i, text in enumerate(texts):
+        if text in first_of:
+            copies.append((i, first_of[text]))
+        else:
+            first_of[text] = i
+            distinct.append(i)
+
+    # 2. candidate pairs among the distinct texts (indices into `distinct`)
+    pairs = similar_pairs([texts[i] for i in distinct], threshold, chunk_size, workers, progress)
+
+    # 3. in original order, drop a text when its smallest-index similar earlier text is kept
+    earlier: dict[int, list[tuple[int, float]]] = {}
+    for a, b, score in pairs:
+        earlier.setdefault(b, []).append((a, score))
+    for b in sorted(earlier):
+        for a, score in sorted(earlier[b]):
+            if keep[distinct[a]]:
+                keep[distinct[b]] = False
+                cause[distinct[b]] = DuplicatePair(distinct[a], distinct[b], score)
+                break
+    for later, first in copies:
+        keep[later] = False
+        kept_by = first if keep[first] else cause[first].kept
+        cause[later] = DuplicatePair(kept_by, later, fuzz.ratio(texts[kept_by], texts[later]) / 100.0)
+
+    return DedupResult(keep=keep, pairs=[cause[i] for i in sorted(cause)], threshold=threshold)

@@ -1,0 +1,201 @@
+"""Column-mapping adapter: turns a CSV/TSV/any-separator table into seed-schema records.
+
+Everything is driven by `data.table` in the config, so a user brings a tabular dataset without
+writing code (see `conf/data/isear.yaml` for a complete example):
+
+    table:
+      sep: "|"              # field separator
+      quoting: none          # none: quotes are ordinary characters; minimal: CSV quoting rules
+      columns: {id: MYKEY, text: SIT, label: Field1}
+      label_encoding: name   # name: the cell is a class name; index: an integer (+ label_offset)
+      label_offset: 0        # subtracted from integer labels (1 for 1-based codes)
+      overflow_into: SIT     # rows with more fields than the header: extra fields belong here
+      overflow_joiner: " "
+      metadata: {country: COUN}
+      targets:               # each target: {column, range: [lo, hi]} or {column, map: {...}}
+        intensity: {column: INTS, range: [1, 4]}      # (v - lo) / (hi - lo); hi < lo reverses
+        regret_factor: {column: CAUS, map: {1: 1.0, 2: 0.5}, missing: [0]}
+        bentham: {duration: {column: LONG, range: [1, 4]}}
+        surd: {surprise: {column: EXPC, range: [3, 1], missing: [0]}}
+
+Cells listed in `missing` (and empty cells) become missing targets, masked in the loss later.
+Problems (a bad label, a value outside its declared range, a short row) are attached to the record
+and reported by validation with the row's line number; nothing is dropped here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from redheart.data.errors import DataFileError
+from redheart.data.sources import RawRecord
+from redheart.schema import TaskSchema
+
+_QUOTING = {"none": csv.QUOTE_NONE, "minimal": csv.QUOTE_MINIMAL}
+
+
+def _parse_number(cell: str) -> float | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def map_target(spec: Mapping[str, Any], row: Mapping[str, str]) -> tuple[float | None, str | None]:
+    """Apply one target spec to a row: (value or None when missing, problem or None)."""
+    column = spec["column"]
+    cell = row.get(column, "").strip()
+    if cell == "":
+        return None, None
+    missing = {str(m) for m in spec.get("missing", [])}
+    number = _parse_number(cell)
+    if cell in missing or (number is not None and _fmt(number) in missing):
+        return None, None
+    if "map" in spec:
+        table = {str(k): v for k, v in spec["map"].items()}
+        key = cell if cell in table else (_fmt(number) if number is not None else cell)
+        if key not in table:
+            return None, f"column {column} value {cell!r} is not in its map {sorted(table)}"
+        return (None if table[key] is None else float(table[key])), None
+    if number is None:
+        return None, f"column {column} value {cell!r} is not a finite number"
+    lo, hi = (float(x) for x in spec["range"])
+    if not min(lo, hi) <= number <= max(lo, hi):
+        return None, f"column {column} value {cell!r} is outside its range [{min(lo, hi):g}, {max(lo, hi):g}]"
+    return (number - lo) / (hi - lo), None
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if number.is_integer() else str(number)
+
+
+class TableAdapter:
+    """Reads a delimited file and maps its columns onto the record schema (see module docstring)."""
+
+    def __init__(self, table: Mapping[str, Any], schema: TaskSchema) -> None:
+        self.cfg = dict(table)
+        self.schema = schema
+        self.sep = self.cfg.get("sep", ",")
+        quoting = self.cfg.get("quoting", "minimal")
+        if quoting not in _QUOTING:
+            raise ValueError(f"data.table.quoting must be one of {sorted(_QUOTING)}, got {quoting!r}")
+        self.quoting = _QUOTING[quoting]
+        self.columns = dict(self.cfg.get("columns", {}))
+        for required in ("text", "label"):
+            if not self.columns.get(required):
+                raise ValueError(f"data.table.columns.{required} must name a column")
+        self.label_encoding = self.cfg.get("label_encoding", "name")
+        if self.label_encoding not in {"name", "index"}:
+            raise ValueError("data.table.label_encoding must be 'name' or 'index'")
+        self.label_offset = int(self.cfg.get("label_offset", 0))
+        self.targets = dict(self.cfg.get("targets") or {})
+        unknown = set(self.targets) - {"intensity", "regret_factor", "bentham", "surd"}
+        if unknown:
+            raise ValueError(f"data.table.targets has unknown keys {sorted(unknown)}")
+        for group, names in (("bentham", schema.bentham_names), ("surd", schema.surd_names)):
+            extra = set(self.targets.get(group) or {}) - set(names)
+            if extra:
+                raise ValueError(f"data.table.targets.{group} names {sorted(extra)} not in the schema {list(names)}")
+        self._class_index = {name.casefold(): i for i, name in enumerate(schema.class_names)}
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read(self, path: Path) -> list[RawRecord]:
+        raw = path.read_bytes()
+        try:
+            text = raw.decode(self.cfg.get("encoding", "utf-8-sig"))
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise DataFileError(path, f"invalid {err.encoding} at byte {err.start} (line {line}): {err.reason}") from None
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.sep, quoting=self.quoting)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataFileError(path, "file holds no header line") from None
+        missing_cols = [c for c in self._referenced_columns() if c not in header]
+        if missing_cols:
+            raise DataFileError(path, f"columns {missing_cols} named in data.table are not in the header {header}")
+        records = []
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            records.append(self._to_record(len(records), reader.line_num, header, fields))
+        if not records:
+            raise DataFileError(path, "file holds a header but no rows")
+        return records
+
+    def _referenced_columns(self) -> list[str]:
+        cols = [c for c in self.columns.values() if c]
+        cols += list((self.cfg.get("metadata") or {}).values())
+        if self.cfg.get("overflow_into"):
+            cols.append(self.cfg["overflow_into"])
+        for key, spec in self.targets.items():
+            specs = spec.values() if key in {"bentham", "surd"} else [spec]
+            cols += [s["column"] for s in specs if s]
+        return cols
+
+    def _align(self, header: list[str], fields: list[str]) -> tuple[dict[str, str] | None, str | None]:
+        """Pair fields with header names, merging overflow fields into the configured column."""
+        extra = len(fields) - len(header)
+        if extra < 0:
+            return None, f"row has {len(fields)} fields, the header has {len(header)}"
+        if extra > 0:
+            target = self.cfg.get("overflow_into")
+            if not target:
+                return None, f"row has {len(fields)} fields, the header has {len(header)} (set data.table.overflow_into)"
+            k = header.index(target)
+            merged = self.cfg.get("overflow_joiner", " ").join(fields[k : k + extra + 1])
+            fields = fields[:k] + [merged] + fields[k + extra + 1 :]
+        return dict(zip(header, fields, strict=True)), None
+
+    def _to_record(self, index: int, line: int, header: list[str], fields: list[str]) -> RawRecord:
+        row, problem = self._align(header, fields)
+        if row is None:
+            return RawRecord(index, line, None, [("<row>", problem)])
+        problems: list[tuple[str, str]] = []
+        id_col = self.columns.get("id")
+        record: dict[str, Any] = {
+            "id": row[id_col].strip() if id_col else f"row{line}",
+            "text": row[self.columns["text"]],
+        }
+        record["label"], label_problem = self._label(row[self.columns["label"]])
+        if label_problem:
+            problems.append(("label", label_problem))
+        for name, column in (self.cfg.get("metadata") or {}).items():
+            record[name] = row[column]
+
+        def target(spec: Mapping[str, Any], field: str) -> float | None:
+            value, issue = map_target(spec, row)
+            if issue:
+                problems.append((field, issue))
+            return value
+
+        if self.targets.get("intensity"):
+            record["emotions"] = {"intensity": target(self.targets["intensity"], "emotions.intensity")}
+        if self.targets.get("regret_factor"):
+            record["regret_factor"] = target(self.targets["regret_factor"], "regret_factor")
+        if self.targets.get("bentham"):
+            specs = self.targets["bentham"]
+            record["bentham_scores"] = [
+                target(specs[n], f"bentham_scores.{n}") if specs.get(n) else None for n in self.schema.bentham_names
+            ]
+        if self.targets.get("surd"):
+            specs = self.targets["surd"]
+            record["surd_metrics"] = {n: target(s, f"surd_metrics.{n}") for n, s in specs.items() if s}
+        return RawRecord(index, line, record, problems)
+
+    def _label(self, cell: str) -> tuple[Any, str | None]:
+        cell = cell.strip()
+        if self.label_encoding == "name":
+            if cell.casefold() in self._class_index:
+                return self._class_index[cell.casefold()], None
+            return cell, f"label {cell!r} is not one of the class names {list(self.schema.class_names)}"
+        try:
+            return int(cell) - self.label_offset, None
+        except ValueError:
+            return cell, f"label {cell!r} is not an integer"
