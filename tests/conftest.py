@@ -1,0 +1,63 @@
+"""Shared fixtures: the repo root, composing the real Hydra config into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ISEAR_CSV = (REPO_ROOT / ".." / "shared" / "data" / "isear" / "isear.csv").resolve()
+LABELS = ("joy", "fear", "anger", "sadness", "disgust", "shame", "guilt")
+WORDS = (
+    "river candle harbor violin meadow glacier lantern orchard compass thunder pebble saffron "
+    "falcon velvet quarry tundra marble origami walnut zephyr cobalt ember juniper nectar"
+).split()
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def compose_cfg(tmp_path, monkeypatch):
+    """Compose conf/train.yaml with overrides, its output and caches redirected into tmp_path."""
+    monkeypatch.setenv("REDHEART_ROOT", str(REPO_ROOT))
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=False)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+            if cfg.data.get("cache_dir") is None or "cache" in str(cfg.data.cache_dir):
+                cfg.data.cache_dir = str(tmp_path / "cache")
+            cfg.data.progress = False
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def distinct_text(i: int) -> str:
+    """Texts far apart from each other (no near-duplicates among them), deterministic in i."""
+    rng = random.Random(i)
+    return f"Story {i}: " + " ".join(rng.choice(WORDS) for _ in range(10)) + "."
+
+
+def write_records(path: Path, n: int = 70, **overrides) -> Path:
+    """A JSONL dataset of `n` valid records spread evenly over the 7 classes."""
+    rows = []
+    for i in range(n):
+        row = {"id": f"r{i}", "text": distinct_text(i), "label": i % 7,
+               "emotions": {"intensity": round((i % 5) / 4, 2)}, "regret_factor": None if i % 3 == 0 else 0.5}
+        row.update(overrides)
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
