@@ -62,7 +62,7 @@ def test_json_array_syntax_error_names_line_and_column(tmp_path):
 def test_top_level_object_instead_of_array(tmp_path):
     path = write(tmp_path / "obj.json", '{"id": "a", "text": "x", "label": 0}')
     reason = file_error(path, "json").reason
-    assert "top level is a JSON dict" in reason and "expected an array of records" in reason
+    assert "top level is a JSON object" in reason and "expected an array of records" in reason
 
 
 def test_invalid_utf8_in_json_array_names_the_byte(tmp_path):

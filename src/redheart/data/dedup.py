@@ -7,12 +7,11 @@ exactly (tests compare against the seed loop) in three steps:
 
 1. Exact copies: a later copy of a text is always dropped (its first copy, or whatever dropped the
    first copy, is at least as similar to it), so only distinct texts go on.
-2. Candidate pairs: rapidfuzz's multi-threaded `process.cdist` with `score_cutoff`, in chunks of
-   texts sorted by length. `fuzz.ratio` is 2·M/(len_a + len_b) with M ≤ min(len_a, len_b), so a
-   ratio ≥ t needs min/max length ≥ t / (2 − t): each chunk is compared only with the texts in that
-   length window (length blocking), and no dense n×n matrix is ever built.
-   Every candidate is re-scored with the scalar `fuzz.ratio` and the seed's own predicate, so float
-   rounding inside the vectorised scorer can never change a decision.
+2. Candidate pairs (`similar_pairs`): in chunks of texts sorted by length, two exact bounds
+   (length ratio, character-histogram distance) rule out almost all pairs without comparing
+   strings; the rest are scored by rapidfuzz's multi-threaded `process.cpdist`. No dense n×n
+   matrix is ever built. Every candidate is re-scored with the scalar `fuzz.ratio` and the seed's
+   own predicate, so float rounding inside the vectorised scorer can never change a decision.
 3. Greedy resolution in the original order on the sparse pair list (linear in the pair count).
 
 rapidfuzz has no "deduplicate with keep-first" routine, so steps 1 and 3 are written here.
@@ -56,14 +55,38 @@ def _is_similar(a: str, b: str, threshold: float) -> tuple[bool, float]:
     return score >= threshold, score
 
 
+def char_histograms(texts: Sequence[str], buckets: int) -> np.ndarray:
+    """Per text, how many of its characters fall in each of `buckets` code-point classes."""
+    out = np.zeros((len(texts), buckets), dtype=np.float64)
+    for row, text in enumerate(texts):
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        out[row] = np.bincount(codes % buckets, minlength=buckets)
+    return out
+
+
 def similar_pairs(
     texts: Sequence[str],
     threshold: float,
     chunk_size: int = 512,
     workers: int = -1,
     progress: bool = False,
+    buckets: int = 24,
 ) -> list[tuple[int, int, float]]:
-    """All pairs (i, j, similarity) with i < j and fuzz.ratio(texts[i], texts[j]) / 100 >= threshold."""
+    """All pairs (i, j, similarity) with i < j and fuzz.ratio(texts[i], texts[j]) / 100 >= threshold.
+
+    Two exact filters run before any string is compared (neither can drop a true pair):
+    - length: ratio ≥ t needs min/max length ≥ t / (2 − t), so texts sorted by length are compared
+      only within that window;
+    - character histogram: fuzz.ratio = 1 − d / (len_a + len_b), d the Indel distance, and every
+      insertion or deletion changes one character count by one, so the L1 distance between the two
+      texts' character-class histograms is ≤ d. Pairs with L1 > (1 − t)(len_a + len_b) are skipped.
+      This costs ~`buckets` operations per pair (scipy's cityblock cdist) instead of the
+      O(len_a · len_b / 64) of the string comparison, and removes almost every pair of unrelated texts.
+    The survivors are scored by rapidfuzz's multi-threaded `cpdist`, then re-checked one by one
+    with the seed's scalar predicate.
+    """
+    from scipy.spatial.distance import cdist as pairwise_distance
+
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
     n = len(texts)
@@ -73,30 +96,34 @@ def similar_pairs(
     order = np.argsort(lengths, kind="stable")
     sorted_lengths = lengths[order]
     sorted_texts = [texts[i] for i in order]
-    # Smallest min/max length ratio a pair above the threshold can have, loosened a little so
-    # rounding never excludes a true pair (the exact check below decides).
+    histograms = char_histograms(sorted_texts, buckets)
+    # Loosened a little so float rounding never excludes a true pair (the exact check decides).
     min_len_ratio = threshold / (2.0 - threshold) - 1e-9
-    # cdist's scores are rounded into uint8; a point below the cutoff keeps every true pair.
+    max_distance_share = (1.0 - threshold) + 1e-9
     loose_cutoff = max(0.0, threshold * 100.0 - 1.0)
 
     pairs: list[tuple[int, int, float]] = []
     starts = range(0, n, chunk_size)
     for start in tqdm(starts, desc="near-duplicate search", unit="chunk", disable=not progress, leave=False):
         stop = min(start + chunk_size, n)
-        longest = sorted_lengths[stop - 1]
-        window_end = int(np.searchsorted(sorted_lengths, longest / min_len_ratio, side="right"))
-        scores = process.cdist(
-            sorted_texts[start:stop],
-            sorted_texts[start:window_end],
+        window_end = int(np.searchsorted(sorted_lengths, sorted_lengths[stop - 1] / min_len_ratio, side="right"))
+        l1 = pairwise_distance(histograms[start:stop], histograms[start:window_end], "cityblock")
+        total_length = sorted_lengths[start:stop, None] + sorted_lengths[None, start:window_end]
+        possible = l1 <= max_distance_share * total_length
+        possible &= np.arange(window_end - start)[None, :] > np.arange(stop - start)[:, None]  # each pair once
+        rows, cols = np.nonzero(possible)
+        if len(rows) == 0:
+            continue
+        a_pos, b_pos = rows + start, cols + start
+        scores = process.cpdist(
+            [sorted_texts[i] for i in a_pos.tolist()],
+            [sorted_texts[i] for i in b_pos.tolist()],
             scorer=fuzz.ratio,
             score_cutoff=loose_cutoff,
-            dtype=np.uint8,
             workers=workers,
         )
-        rows, cols = np.nonzero(scores)
-        upper = cols > rows  # column c is sorted position start + c; keep each pair once
-        for r, c in zip(rows[upper].tolist(), cols[upper].tolist(), strict=True):
-            a, b = int(order[start + r]), int(order[start + c])
+        for k in np.flatnonzero(scores).tolist():
+            a, b = int(order[a_pos[k]]), int(order[b_pos[k]])
             similar, score = _is_similar(texts[a], texts[b], threshold)
             if similar:
                 pairs.append((min(a, b), max(a, b), score))

@@ -69,7 +69,8 @@ def read_json_array(path: Path) -> list[RawRecord]:
     except json.JSONDecodeError as err:
         raise DataFileError(path, f"JSON syntax error at line {err.lineno}, column {err.colno}: {err.msg}") from None
     if not isinstance(obj, list):
-        raise DataFileError(path, f"top level is a JSON {type(obj).__name__}; expected an array of records")
+        kind = {"dict": "object", "str": "string", "int": "number", "float": "number", "bool": "boolean"}
+        raise DataFileError(path, f"top level is a JSON {kind.get(type(obj).__name__, 'null')}; expected an array of records")
     return [RawRecord(index=i, line=None, data=item) for i, item in enumerate(obj)]
 
 

@@ -71,6 +71,20 @@ def map_target(spec: Mapping[str, Any], row: Mapping[str, str]) -> tuple[float |
     return (number - lo) / (hi - lo), None
 
 
+def _check_spec(where: str, spec: Mapping[str, Any] | None) -> None:
+    """A target spec names a column and exactly one of `range: [lo, hi]` (lo != hi) or `map`."""
+    if not spec:
+        return
+    if not spec.get("column"):
+        raise ValueError(f"{where} must name a column")
+    if ("range" in spec) == ("map" in spec):
+        raise ValueError(f"{where} needs exactly one of `range: [lo, hi]` or `map: {{code: value}}`")
+    if "range" in spec:
+        bounds = list(spec["range"])
+        if len(bounds) != 2 or float(bounds[0]) == float(bounds[1]):
+            raise ValueError(f"{where}.range must be two different numbers [lo, hi], got {bounds}")
+
+
 def _fmt(number: float) -> str:
     return str(int(number)) if number.is_integer() else str(number)
 
@@ -102,6 +116,10 @@ class TableAdapter:
             extra = set(self.targets.get(group) or {}) - set(names)
             if extra:
                 raise ValueError(f"data.table.targets.{group} names {sorted(extra)} not in the schema {list(names)}")
+            for name, spec in (self.targets.get(group) or {}).items():
+                _check_spec(f"data.table.targets.{group}.{name}", spec)
+        for key in ("intensity", "regret_factor"):
+            _check_spec(f"data.table.targets.{key}", self.targets.get(key))
         self._class_index = {name.casefold(): i for i, name in enumerate(schema.class_names)}
 
     # -- reading ---------------------------------------------------------------------------------
@@ -121,10 +139,12 @@ class TableAdapter:
         if missing_cols:
             raise DataFileError(path, f"columns {missing_cols} named in data.table are not in the header {header}")
         records = []
+        end_of_previous = reader.line_num
         for fields in reader:
+            first_line, end_of_previous = end_of_previous + 1, reader.line_num  # a quoted row may span lines
             if not any(f.strip() for f in fields):
                 continue
-            records.append(self._to_record(len(records), reader.line_num, header, fields))
+            records.append(self._to_record(len(records), first_line, header, fields))
         if not records:
             raise DataFileError(path, "file holds a header but no rows")
         return records
@@ -166,8 +186,8 @@ class TableAdapter:
         record["label"], label_problem = self._label(row[self.columns["label"]])
         if label_problem:
             problems.append(("label", label_problem))
-        for name, column in (self.cfg.get("metadata") or {}).items():
-            record[name] = row[column]
+        if self.cfg.get("metadata"):
+            record["metadata"] = {name: row[column] for name, column in self.cfg["metadata"].items()}
 
         def target(spec: Mapping[str, Any], field: str) -> float | None:
             value, issue = map_target(spec, row)
@@ -182,7 +202,8 @@ class TableAdapter:
         if self.targets.get("bentham"):
             specs = self.targets["bentham"]
             record["bentham_scores"] = [
-                target(specs[n], f"bentham_scores.{n}") if specs.get(n) else None for n in self.schema.bentham_names
+                target(specs[n], f"bentham_scores[{i}] ({n})") if specs.get(n) else None
+                for i, n in enumerate(self.schema.bentham_names)
             ]
         if self.targets.get("surd"):
             specs = self.targets["surd"]

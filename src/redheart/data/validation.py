@@ -19,7 +19,9 @@ from redheart.data.errors import Problem
 from redheart.data.sources import RawRecord
 from redheart.schema import METADATA_FIELDS, Record, TaskSchema
 
-KNOWN_FIELDS = {"id", "text", "label", "emotions", "regret_factor", "bentham_scores", "surd_metrics", *METADATA_FIELDS}
+KNOWN_FIELDS = {
+    "id", "text", "label", "emotions", "regret_factor", "bentham_scores", "surd_metrics", "metadata", *METADATA_FIELDS,
+}
 
 
 @dataclass
@@ -81,7 +83,11 @@ def _unit_interval(value: Any) -> str | None:
     """Rule for every [0, 1] target: a finite number inside the interval (None means missing)."""
     if not _is_number(value):
         return f"must be a number in [0, 1] or null, got {type(value).__name__} {value!r:.40}"
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return f"must be in [0, 1], got an integer of {len(str(value))} digits"
+    if not finite:
         return f"must be a finite number in [0, 1], got {value}"
     if not 0.0 <= value <= 1.0:
         return f"must be in [0, 1], got {value}"
@@ -204,7 +210,7 @@ def _check_fields(
         check.fail("text", f"must be a string, got {type(text).__name__}")
     else:
         text = cleaning.clean(text)
-        if not text:
+        if not text.strip():
             check.fail("text", "is empty or whitespace only")
         elif len(text) > max_text_chars:
             check.fail("text", f"is {len(text)} characters long; the limit is data.max_text_chars={max_text_chars}")
@@ -222,6 +228,11 @@ def _check_fields(
         check.fail("label", f"is {label}, outside 0..{k - 1} ({', '.join(schema.class_names)})")
 
     metadata = {key: data[key] for key in METADATA_FIELDS if key in data}
+    extra_metadata = data.get("metadata")  # e.g. columns the table adapter keeps (data.table.metadata)
+    if isinstance(extra_metadata, dict):
+        metadata.update(extra_metadata)
+    elif extra_metadata is not None:
+        check.fail("metadata", f"must be an object, got {type(extra_metadata).__name__}")
     intensity = None
     emotions = data.get("emotions")
     if emotions is not None:
