@@ -1,0 +1,64 @@
+"""Embedding cache: first run (load the model, encode every text) vs a cached rerun.
+
+    python bench/embedding_cache_bench.py [--dataset data/sample.jsonl] [--model packaged:all-MiniLM-L6-v2]
+
+Both runs happen in this process with fresh objects and an empty temporary cache folder at the
+start, so the ratio compares like with like. The rerun builds a new encoder and a new cache object
+from the file, exactly as a new training process would; it must not load the model.
+Figures go to stdout and bench/results/embedding_cache.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from redheart.data.embeddings import PACKAGED_MODEL, EmbeddingCache, SentenceTransformerEncoder, cache_path_for  # noqa: E402
+from redheart.io import read_jsonl  # noqa: E402
+
+
+def timed_embed(dataset: Path, cache_dir: Path, texts: list[str], model: str) -> dict:
+    t0 = time.perf_counter()
+    encoder = SentenceTransformerEncoder(model, device="cpu", progress=False)
+    cache = EmbeddingCache(cache_path_for(dataset, encoder.model_id, cache_dir), encoder)
+    vectors, stats = cache.embed(texts)
+    return {"seconds": time.perf_counter() - t0, "model_loads": encoder.load_count, **stats.as_dict(),
+            "shape": list(vectors.shape)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=str(ROOT / "data" / "sample.jsonl"))
+    parser.add_argument("--model", default=PACKAGED_MODEL)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "embedding_cache.json"))
+    args = parser.parse_args()
+    dataset = Path(args.dataset)
+    texts = [r["text"] for r in read_jsonl(dataset) if isinstance(r.get("text"), str) and r["text"].strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        first = timed_embed(dataset, Path(tmp), texts, args.model)
+        rerun = timed_embed(dataset, Path(tmp), texts, args.model)
+    assert rerun["model_loads"] == 0 and rerun["encoded"] == 0, rerun
+    result = {
+        "command": "python bench/embedding_cache_bench.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "dataset": str(dataset.name), "texts": len(texts), "model": args.model,
+        "first_run_seconds": round(first["seconds"], 3), "first_run_encoded": first["encoded"],
+        "rerun_seconds": round(rerun["seconds"], 4), "rerun_model_loads": rerun["model_loads"],
+        "speedup": round(first["seconds"] / rerun["seconds"], 1),
+    }
+    print(json.dumps(result, indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
