@@ -1,5 +1,6 @@
 """Entry point: `python train.py [overrides]` (see README). All the work is in redheart.train."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -12,9 +13,14 @@ os.environ.setdefault("REDHEART_ROOT", str(ROOT))
 
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="train")
 def main(cfg: DictConfig) -> None:
+    from redheart.data.errors import DataError
     from redheart.train import train
 
-    train(cfg)
+    try:
+        train(cfg)
+    except DataError as err:  # bad input: the message says what and where; a traceback would not help
+        logging.getLogger("train").error("%s: %s", type(err).__name__, err)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -22,25 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from rapidfuzz import fuzz
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from redheart.data.dedup import deduplicate  # noqa: E402
-
-
-def seed_loop(texts: list[str], threshold: float = 0.92) -> list[int]:
-    """Seed 002 §2.1 remove_duplicates, verbatim apart from returning indices."""
-    unique, processed = [], set()
-    for i, text1 in enumerate(texts):
-        if i in processed:
-            continue
-        unique.append(i)
-        for j in range(i + 1, len(texts)):
-            if j not in processed and fuzz.ratio(text1, texts[j]) / 100.0 >= threshold:
-                processed.add(j)
-    return unique
+from redheart.data.dedup import deduplicate, seed_loop_reference  # noqa: E402
 
 
 def isear_texts(path: Path) -> list[str]:
@@ -107,7 +92,7 @@ def main() -> None:
         t_ours = time.perf_counter() - t0
         print(f"ISEAR: {len(texts)} texts; ours {t_ours:.2f}s, running the seed loop (slow)...", flush=True)
         t0 = time.perf_counter()
-        seed = seed_loop(texts, 0.92)
+        seed = seed_loop_reference(texts, 0.92)
         t_seed = time.perf_counter() - t0
         assert ours == seed, "kept sets differ"
         results["isear"] = {"texts": len(texts), "kept": len(ours), "identical_kept_sets": ours == seed,

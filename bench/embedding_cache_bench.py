@@ -22,7 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from redheart.data.embeddings import PACKAGED_MODEL, EmbeddingCache, SentenceTransformerEncoder, cache_path_for  # noqa: E402
+from redheart.data.embeddings import (  # noqa: E402
+    PACKAGED_MODEL,
+    EmbeddingCache,
+    SentenceTransformerEncoder,
+    cache_path_for,
+)
 from redheart.io import read_jsonl  # noqa: E402
 
 

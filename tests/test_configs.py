@@ -81,3 +81,17 @@ def test_train_py_shim_runs_from_the_command_line(tmp_path):
     report = json.loads((run_dir / "data_report.json").read_text())
     assert report["counts"]["read"] == 400 and report["counts"]["reconciles"]
     assert (run_dir / ".hydra" / "config.yaml").exists() and "data ready" in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_train_py_reports_bad_data_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "text": "fine", "label": 9}\n{"id": 2, "text": " ", "label": 0}\n')
+    result = subprocess.run(
+        [sys.executable, "train.py", "data=records", f"data.path={bad}", "data.embedding.backend=hashing",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2
+    assert "2 of 2 records are invalid" in output and "field 'label': is 9" in output and "Traceback" not in output

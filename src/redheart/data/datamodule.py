@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from redheart.data.embeddings import build_encoder
 from redheart.data.pipeline import PipelineSettings, PreparedDataset, prepare_dataset
-from redheart.io import atomic_write_json
+from redheart.io import atomic_write_json, atomic_write_with
 from redheart.schema import Record, TaskSchema
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class RedHeartDataModule(LightningDataModule):
         self.report_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.report_dir / "data_report.json", prepared.report)
         for name in ("quarantine.jsonl", "near_duplicates.jsonl"):
-            shutil.copyfile(prepared.directory / name, self.report_dir / name)
+            atomic_write_with(self.report_dir / name, lambda tmp, n=name: shutil.copyfile(prepared.directory / n, tmp))
 
     def setup(self, stage: str | None = None) -> None:
         if self.prepared is None:

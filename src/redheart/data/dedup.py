@@ -172,3 +172,20 @@ def deduplicate(
         cause[later] = DuplicatePair(kept_by, later, fuzz.ratio(texts[kept_by], texts[later]) / 100.0)
 
     return DedupResult(keep=keep, pairs=[cause[i] for i in sorted(cause)], threshold=threshold)
+
+
+def seed_loop_reference(texts: Sequence[str], threshold: float = 0.92) -> list[int]:
+    """Seed 002 §2.1 `remove_duplicates`, verbatim apart from returning kept indices.
+
+    O(n²) Python; never used by the pipeline. It is the reference that tests and
+    bench/dedup_bench.py compare `deduplicate` against.
+    """
+    unique, processed = [], set()
+    for i, text1 in enumerate(texts):
+        if i in processed:
+            continue
+        unique.append(i)
+        for j in range(i + 1, len(texts)):
+            if j not in processed and fuzz.ratio(text1, texts[j]) / 100.0 >= threshold:
+                processed.add(j)
+    return unique

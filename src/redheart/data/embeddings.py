@@ -72,7 +72,8 @@ class SentenceTransformerEncoder:
         self._model = None
         local = Path(self.model_path)
         fingerprint = _directory_fingerprint(local) if local.is_dir() else "hub"
-        self.model_id = f"sentence-transformers:{Path(self.model_path).name}:{fingerprint}:normalize={normalize}"
+        readable = model.split(":", 1)[1] if model.startswith("packaged:") else Path(model).name
+        self.model_id = f"sentence-transformers:{readable}:{fingerprint}:normalize={normalize}"
         self.load_count = 0  # how many times the model was loaded (tests assert cache hits load nothing)
 
     def _load(self):

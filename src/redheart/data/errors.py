@@ -6,7 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-class DataFileError(ValueError):
+class DataError(ValueError):
+    """Base of the errors caused by the input data or its config (not by a bug): the command-line
+    entry points print their message alone, without a traceback."""
+
+
+class DataFileError(DataError):
     """The input file as a whole cannot be read (missing, a directory, empty, not JSON, ...)."""
 
     def __init__(self, path: object, reason: str) -> None:
@@ -34,7 +39,7 @@ class Problem:
         return f"{where}, id {rid}, field '{self.field}': {self.rule}"
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     """Raised with `data.on_invalid=error`: lists every problem of every invalid record."""
 
     def __init__(self, problems: list[Problem], n_records: int) -> None:
@@ -47,9 +52,9 @@ class DataValidationError(ValueError):
         )
 
 
-class SplitError(ValueError):
+class SplitError(DataError):
     """The kept records cannot be split as configured (too few records for a stratified split)."""
 
 
-class LeakageError(ValueError):
+class LeakageError(DataError):
     """An exact or near-duplicate text appears in two splits."""
