@@ -81,13 +81,13 @@ def read_raw_records(path: Path, schema: TaskSchema, fmt: str, table: dict[str, 
     return kind, TableAdapter(table, schema).read(path)
 
 
-def _settings_key(path: Path, schema: TaskSchema, settings: PipelineSettings) -> tuple[str, str]:
-    file_hash = sha256_file(path)
+def _settings_key(file_hash: str, schema: TaskSchema, settings: PipelineSettings) -> str:
+    """Names the prepared folder: changes whenever the file or any outcome-changing setting does."""
     payload = json.dumps(
         {"format": PREPARED_FORMAT, "file": file_hash, "schema": [schema.class_names, schema.bentham_names,
          schema.surd_names], "settings": settings.__dict__}, sort_keys=True, default=str,
     )
-    return file_hash, hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _target_coverage(records: list[Record], schema: TaskSchema) -> dict[str, Any]:
@@ -115,7 +115,7 @@ def _select_samples(raw: list, max_samples: int | None, seed: int) -> list:
 
 
 def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out_dir: Path,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, file_hash: str | None = None) -> dict[str, Any]:
     """Read, validate, dedup, split and leakage-check; write records, quarantine and report to out_dir."""
     t0 = time.perf_counter()
     kind, raw = read_raw_records(path, schema, settings.format, settings.table)
@@ -165,7 +165,7 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
         raise AssertionError(f"record counts do not reconcile: {counts}")
     problems_by_field = Counter(p.field.split("[")[0].split(".")[0] for p in validated.problems)
     report = {
-        "source": {"path": str(path), "sha256": sha256_file(path), "format": kind},
+        "source": {"path": str(path), "sha256": file_hash or sha256_file(path), "format": kind},
         "counts": counts,
         "validation": {
             "on_invalid": settings.on_invalid,
@@ -223,15 +223,15 @@ def prepare_dataset(
     path = Path(path)
     check_readable_file(path)
     folder = Path(cache_dir) if cache_dir is not None else path.parent
-    _, key = _settings_key(path, schema, settings)
-    prepared_dir = folder / f"{path.stem}.prepared" / key
+    file_hash = sha256_file(path)
+    prepared_dir = folder / f"{path.stem}.prepared" / _settings_key(file_hash, schema, settings)
     _ensure_writable(folder)
     if (prepared_dir / "report.json").exists():
         report = json.loads((prepared_dir / "report.json").read_text(encoding="utf-8"))
         report["reused_prepared"] = True
         log.info("reusing prepared data %s", prepared_dir)
     else:
-        report = build_splits(path, schema, settings, prepared_dir, progress)
+        report = build_splits(path, schema, settings, prepared_dir, progress, file_hash)
         report["reused_prepared"] = False
 
     rows = read_jsonl(prepared_dir / "records.jsonl")

@@ -3,7 +3,7 @@
 `validate_records` turns raw records into `Record`s. A record that breaks any rule is collected with
 *all* of its problems; the caller then raises (`on_invalid=error`) or quarantines (`skip`). Text is
 cleaned first by configurable rules (regex replacements, whitespace collapsing, placeholder answers
-such as "[ No response.]"), so dataset quirks are handled by configuration, not by editing files.
+such as "[No response]"), so dataset quirks are handled by configuration, not by editing files.
 """
 
 from __future__ import annotations
