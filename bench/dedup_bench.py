@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from redheart.data.dedup import deduplicate, seed_loop_reference  # noqa: E402
+from redheart.io import atomic_write_json  # noqa: E402
 
 
 def isear_texts(path: Path) -> list[str]:
@@ -108,8 +109,7 @@ def main() -> None:
     results["generated"] = queue.get()
     proc.join()
     print(json.dumps(results["generated"]), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_json(args.out, results)
     print(f"wrote {args.out}")
 
 

@@ -28,7 +28,7 @@ from redheart.data.embeddings import (  # noqa: E402
     SentenceTransformerEncoder,
     cache_path_for,
 )
-from redheart.io import read_jsonl  # noqa: E402
+from redheart.io import atomic_write_json, read_jsonl  # noqa: E402
 
 
 def timed_embed(dataset: Path, cache_dir: Path, texts: list[str], model: str) -> dict:
@@ -61,8 +61,7 @@ def main() -> None:
         "speedup": round(first["seconds"] / rerun["seconds"], 1),
     }
     print(json.dumps(result, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.out, result)
 
 
 if __name__ == "__main__":

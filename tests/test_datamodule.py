@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import torch
 
@@ -82,3 +83,33 @@ def test_changed_settings_are_not_served_from_the_old_cache(tmp_path):
     assert smaller.prepared.report["reused_prepared"] is False
     assert smaller.prepared.report["counts"]["read"] == 70
     assert sum(len(d) for d in smaller.datasets.values()) == 70
+
+
+def _prepare_in_process(path, cache_dir, queue):
+    from redheart.data.embeddings import HashingEncoder
+    from redheart.data.pipeline import PipelineSettings, prepare_dataset
+    from redheart.schema import TaskSchema
+
+    class SlowEncoder(HashingEncoder):  # widens the window in which two unlocked jobs would collide
+        def encode(self, texts):
+            time.sleep(3)
+            return super().encode(texts)
+
+    prepared = prepare_dataset(path, TaskSchema(), PipelineSettings(), SlowEncoder(16), cache_dir, progress=False)
+    queue.put((prepared.report["reused_prepared"], prepared.report["embedding"]["cache"]["encoded"]))
+
+
+def test_parallel_jobs_prepare_once_and_share_the_result(tmp_path):
+    """Two processes (as in a joblib sweep) on one dataset: one builds and encodes, the other reuses."""
+    import multiprocessing as mp
+
+    path = write_records(tmp_path / "d.jsonl", n=140)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_prepare_in_process, args=(str(path), str(tmp_path / "cache"), queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == [(False, 140), (True, 0)]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from redheart.data.dedup import deduplicate
 from redheart.data.embeddings import EmbeddingCache, TextEncoder, cache_path_for
@@ -226,6 +227,14 @@ def prepare_dataset(
     file_hash = sha256_file(path)
     prepared_dir = folder / f"{path.stem}.prepared" / _settings_key(file_hash, schema, settings)
     _ensure_writable(folder)
+    # Parallel jobs (a joblib sweep) preparing the same dataset wait for each other instead of
+    # building and encoding the same thing twice; the second one then reuses the first one's work.
+    with FileLock(str(folder / f"{path.stem}.prepare.lock")):
+        return _prepare_locked(path, schema, settings, encoder, folder, prepared_dir, file_hash, progress)
+
+
+def _prepare_locked(path: Path, schema: TaskSchema, settings: PipelineSettings, encoder: TextEncoder | None,
+                    folder: Path, prepared_dir: Path, file_hash: str, progress: bool) -> PreparedDataset:
     if (prepared_dir / "report.json").exists():
         report = json.loads((prepared_dir / "report.json").read_text(encoding="utf-8"))
         report["reused_prepared"] = True
