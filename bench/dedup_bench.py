@@ -30,21 +30,20 @@ from redheart.io import atomic_write_json  # noqa: E402
 
 
 def isear_texts(path: Path) -> list[str]:
+    """Every ISEAR row's text, read and cleaned exactly as `data=isear` does (before validation)."""
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
-    from redheart.data.table import TableAdapter
+    from redheart.data.pipeline import read_raw_records
     from redheart.data.validation import TextCleaning
     from redheart.schema import TaskSchema
 
     os.environ.setdefault("REDHEART_ROOT", str(ROOT))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["data=isear"])
-    data = cfg.data
-    from omegaconf import OmegaConf
-
-    table = OmegaConf.to_container(data.table, resolve=True)
-    cleaning = TextCleaning.from_config(OmegaConf.to_container(data.clean, resolve=True))
-    raw = TableAdapter(table, TaskSchema.from_config(**data.schema)).read(path)
+        data = compose(config_name="train", overrides=["data=isear"]).data
+    table, clean, schema = (OmegaConf.to_container(data[k], resolve=True) for k in ("table", "clean", "schema"))
+    _, raw = read_raw_records(path, TaskSchema.from_config(**schema), "table", table)
+    cleaning = TextCleaning.from_config(clean)
     return [cleaning.clean(r.data["text"]) for r in raw if r.data is not None]
 
 

@@ -217,7 +217,7 @@ def _invalid_records(start: int) -> list[dict]:
         {"surd_metrics": {"surprise": 0.2, "novelty": 0.5}},  # unknown SURD key
         {"text": None},                                    # missing text
         {"id": None},                                      # missing id
-        {"text": "[No response]"},                       # placeholder answer
+        {"text": "[No response]"},                         # placeholder answer
         {"id": "sample-00000"},                            # duplicate id
     ]
     return [{"id": f"sample-{start + j:05d}", **good, **change} for j, change in enumerate(broken)]
