@@ -1,0 +1,1 @@
+"""The RedHeart module tree (net.py) and its parameter table (summary.py)."""

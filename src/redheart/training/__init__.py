@@ -1,0 +1,1 @@
+"""Training: the LightningModule (lit_module.py), its losses, metrics and parameter groups."""

@@ -1,0 +1,116 @@
+"""RedHeartLitModule: multi-task training of RedHeartNet.
+
+Every constructor argument is a plain dict/number (`save_hyperparameters` stores them), so a checkpoint
+rebuilds the module with `RedHeartLitModule.load_from_checkpoint(path)` and loads under torch's default
+`weights_only=True`: nothing pickled, no code executed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from redheart.model.net import MODULE_TASKS
+from redheart.training.losses import multitask_loss, symmetric_kl
+from redheart.training.metrics import TaskMetrics
+from redheart.training.param_groups import parameter_groups
+
+DEFAULT_LOSS = {"weights": {"emotion": 1.0, "intensity": 0.5, "bentham": 1.0, "regret": 0.5, "surd": 0.5},
+                "label_smoothing": 0.0, "deep_supervision": 0.5}
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+class RedHeartLitModule(L.LightningModule):
+    def __init__(self, net: dict, optimizer: dict, scheduler: dict | None = None, loss: dict | None = None,
+                 rdrop: dict | None = None, layerwise_lr: dict | None = None, param_targets: dict | None = None):
+        super().__init__()
+        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        loss = {**DEFAULT_LOSS, **(_plain(loss) or {})}
+        rdrop = _plain(rdrop) or {"enabled": False, "alpha": 1.0}
+        layerwise_lr = _plain(layerwise_lr) or {"enabled": False}
+        for task in DEFAULT_LOSS["weights"]:
+            if task not in loss["weights"]:
+                raise ValueError(f"model.loss.weights has no weight for task {task!r} (got {sorted(loss['weights'])})")
+        if rdrop["enabled"] and rdrop["alpha"] < 0:
+            raise ValueError(f"model.rdrop.alpha must be >= 0, got {rdrop['alpha']}")
+        self.save_hyperparameters({"net": net, "optimizer": optimizer, "scheduler": scheduler, "loss": loss,
+                                   "rdrop": rdrop, "layerwise_lr": layerwise_lr, "param_targets": _plain(param_targets)})
+        self.net = hydra.utils.instantiate(net)
+        num_classes, num_bentham = net.get("num_classes", 7), net.get("num_bentham", 10)
+        self.train_metrics = TaskMetrics(num_classes, num_bentham, final_only=True)
+        self.val_metrics = TaskMetrics(num_classes, num_bentham, MODULE_TASKS)
+        self.test_metrics = TaskMetrics(num_classes, num_bentham, MODULE_TASKS)
+        self.confusion: dict[str, list[list[int]]] = {}  # last epoch's confusion matrix per stage
+
+    def forward(self, embedding: torch.Tensor) -> dict:
+        return self.net(embedding)
+
+    def _loss(self, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.hparams.loss
+        return multitask_loss(out, batch, cfg["weights"], cfg["label_smoothing"], cfg["deep_supervision"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.net(batch["embedding"])
+        loss, parts = self._loss(out, batch)
+        if self.hparams.rdrop["enabled"]:
+            out_b = self.net(batch["embedding"])  # a second pass: different dropout masks
+            loss_b, _ = self._loss(out_b, batch)
+            consistency = symmetric_kl(out["final"]["emotion"], out_b["final"]["emotion"])
+            loss = 0.5 * (loss + loss_b) + self.hparams.rdrop["alpha"] * consistency
+            parts["rdrop_kl"] = consistency.detach()
+        size = len(batch["label"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/loss/{k}": v for k, v in parts.items()}, on_step=False, on_epoch=True, batch_size=size)
+        self.train_metrics.update(out, batch)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self._log_metrics("train", self.train_metrics)
+
+    def _eval_step(self, stage: str, batch: dict, metrics: TaskMetrics) -> None:
+        out = self.net(batch["embedding"])
+        loss, parts = self._loss(out, batch)
+        size = len(batch["label"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size)
+        self.log_dict({f"{stage}/loss/{k}": v for k, v in parts.items()}, on_epoch=True, batch_size=size)
+        metrics.update(out, batch)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("val", batch, self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("test", batch, self.test_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics)
+
+    def _log_metrics(self, stage: str, metrics: TaskMetrics) -> None:
+        values = metrics.compute()
+        confusion = metrics.confusion_matrix()
+        if confusion is not None:
+            self.confusion[stage] = confusion
+        metrics.reset()
+        if values:
+            self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
+        if "emotion/f1" in values and stage != "train":
+            self.log(f"{stage}/f1", values["emotion/f1"], prog_bar=True)
+
+    def configure_optimizers(self) -> dict:
+        optimizer_factory = hydra.utils.instantiate(self.hparams.optimizer)
+        base = optimizer_factory.keywords
+        groups = parameter_groups(self.net, base["lr"], base.get("weight_decay", 0.0), self.hparams.layerwise_lr)
+        optimizer = optimizer_factory(groups)
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        scheduler = hydra.utils.instantiate(self.hparams.scheduler)(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
