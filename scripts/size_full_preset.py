@@ -12,12 +12,12 @@ they are the real module tree, not a formula kept in sync by hand.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 import yaml
 
 from redheart.model.net import RedHeartNet
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TOTAL = 730_466_848

@@ -67,7 +67,7 @@ class TaskHeads(nn.Module):
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         heads = [getattr(self, task) for task in TASKS]
         exchanged = self.exchange(torch.stack([head.encode(tokens) for head in heads], dim=1))
-        out = {task: head.predict(exchanged[:, i]) for i, (task, head) in enumerate(zip(TASKS, heads))}
+        out = {task: head.predict(exchanged[:, i]) for i, (task, head) in enumerate(zip(TASKS, heads, strict=True))}
         emotion = out.pop("emotion")
         out["emotion"], out["intensity"] = emotion[:, : self.num_classes], emotion[:, self.num_classes]
         out["regret"] = out["regret"][:, 0]

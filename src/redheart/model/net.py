@@ -19,8 +19,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from redheart.model.advanced_analyzers import (AdvancedBenthamCalculator, AdvancedEmotionAnalyzer,
-                                               AdvancedRegretAnalyzer, AdvancedSURDAnalyzer)
+from redheart.model.advanced_analyzers import (
+    AdvancedBenthamCalculator,
+    AdvancedEmotionAnalyzer,
+    AdvancedRegretAnalyzer,
+    AdvancedSURDAnalyzer,
+)
 from redheart.model.backbone import UnifiedBackbone
 from redheart.model.dsp_kalman import DynamicKalmanFilter, EmotionDSPSimulator
 from redheart.model.heads import TaskHeads

@@ -12,8 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, PearsonCorrCoef
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix,
-                                         MulticlassF1Score)
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassCalibrationError,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 
 
 def _regression(task: str) -> dict[str, nn.Module]:
