@@ -14,11 +14,12 @@ os.environ.setdefault("REDHEART_ROOT", str(ROOT))
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="train")
 def main(cfg: DictConfig) -> None:
     from redheart.data.errors import DataError
+    from redheart.model.summary import ParameterCountError
     from redheart.train import train
 
     try:
         train(cfg)
-    except DataError as err:  # bad input: the message says what and where; a traceback would not help
+    except (DataError, ParameterCountError) as err:  # the message says what and where; a traceback adds nothing
         logging.getLogger("train").error("%s: %s", type(err).__name__, err)
         raise SystemExit(2) from None
 

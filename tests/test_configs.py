@@ -24,7 +24,8 @@ def test_default_config_groups_instantiate(compose_cfg):
     optimizer = hydra.utils.instantiate(cfg.optim.optimizer)(params)
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["lr"] == cfg.optim.lr
     scheduler = hydra.utils.instantiate(cfg.optim.scheduler)(optimizer)
-    assert scheduler.T_max == 60
+    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts)  # seed 002
+    assert (scheduler.T_0, scheduler.T_mult, scheduler.eta_min) == (10, 2, 1e-6)
     callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
     assert callbacks and all(hasattr(c, "on_train_start") for c in callbacks)
     loggers = [hydra.utils.instantiate(c) for c in cfg.logger.values()]
@@ -34,7 +35,7 @@ def test_default_config_groups_instantiate(compose_cfg):
 def test_command_line_overrides_reach_their_objects(compose_cfg):
     cfg = compose_cfg("optim.lr=5e-4", "precision=bf16-mixed", "trainer.max_epochs=4", "data.max_samples=300")
     assert hydra.utils.instantiate(cfg.optim.optimizer)([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"] == 5e-4
-    assert cfg.trainer.precision == "bf16-mixed" and cfg.optim.scheduler.T_max == 4
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.max_epochs == 4
     assert cfg.data.max_samples == 300
 
 
@@ -57,8 +58,9 @@ def test_isear_experiment_selects_the_table_adapter(compose_cfg):
 
 
 def test_train_runs_the_data_pipeline_on_the_sample(compose_cfg, tmp_path):
-    cfg = compose_cfg("data.embedding.backend=hashing", "data.embedding.dim=32")
+    cfg = compose_cfg("model=null", "data.embedding.backend=hashing", "data.embedding.dim=32")
     metrics = train(cfg)
+    assert "parameters" not in metrics  # no model: the data stage only
     counts = metrics["counts"]
     assert counts["read"] == counts["kept"] + counts["near_duplicates"] + counts["quarantined"]
     assert counts["quarantined"] == 12 and counts["near_duplicates"] >= 25  # the planted faults
@@ -73,14 +75,18 @@ def test_train_py_shim_runs_from_the_command_line(tmp_path):
     """The thin @hydra.main shim: a real process, the real config, output under hydra.run.dir."""
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "train.py", "data.embedding.backend=hashing", "data.max_samples=400",
-         f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}", "data.progress=false"],
+        [sys.executable, "train.py", "data.embedding.backend=hashing", "data.max_samples=400", "model=tiny",
+         "trainer.max_epochs=1", f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}",
+         "data.progress=false"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((run_dir / "data_report.json").read_text())
     assert report["counts"]["read"] == 400 and report["counts"]["reconciles"]
     assert (run_dir / ".hydra" / "config.yaml").exists() and "data ready" in (run_dir / "train.log").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and "test/emotion/f1" in metrics["test"]
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from redheart.data.datamodule import RedHeartDataModule
 from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
+from redheart.schema import TaskSchema
 from redheart.training.lit_module import RedHeartLitModule
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,11 @@ def describe_batch(batch: dict) -> dict[str, list[int]]:
     return {name: list(t.shape) for name, t in batch.items()}
 
 
-def model_arguments(cfg: DictConfig, datamodule: RedHeartDataModule) -> dict[str, Any]:
+def model_arguments(cfg: DictConfig, input_dim: int, schema: TaskSchema) -> dict[str, Any]:
     """Plain keyword arguments of the LightningModule, the net sized to the data (embedding dim, tasks)."""
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.pop("_target_", None)
-    schema = datamodule.schema
-    model["net"].update(input_dim=datamodule.embedding_dim, num_classes=len(schema.class_names),
+    model["net"].update(input_dim=input_dim, num_classes=len(schema.class_names),
                         num_bentham=len(schema.bentham_names), num_surd=len(schema.surd_names))
     model["optimizer"] = OmegaConf.to_container(cfg.optim.optimizer, resolve=True)
     model["scheduler"] = OmegaConf.to_container(cfg.optim.scheduler, resolve=True) if cfg.optim.get("scheduler") else None
@@ -87,7 +87,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return metrics
 
     output_dir = Path(cfg.paths.output_dir)
-    model_args = model_arguments(cfg, datamodule)
+    model_args = model_arguments(cfg, datamodule.embedding_dim, datamodule.schema)
     metrics["parameters"] = check_parameters(model_args, output_dir)["total"]["actual"]
     L.seed_everything(cfg.seed, workers=True)  # same initial weights whatever the data stage consumed
     model = RedHeartLitModule(**model_args)
@@ -95,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger")) or False)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics["fit"] = _scalars(trainer.callback_metrics)
+    metrics["epochs"], metrics["steps"] = trainer.current_epoch, trainer.global_step
     if cfg.get("test", True) and not trainer.interrupted:
         trainer.test(model, datamodule=datamodule, verbose=False)
         metrics["test"] = {k: v for k, v in _scalars(trainer.callback_metrics).items() if k.startswith("test/")}
