@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench bench-dedup bench-cache isear-data clean-cache
+.PHONY: setup demo test lint bench bench-dedup bench-cache bench-memory isear-data clean-cache
 
 setup: $(VENV)/.installed
 
@@ -32,15 +32,19 @@ lint: setup
 ISEAR ?= ../shared/data/isear/isear.csv
 isear-data: setup
 	@test -f "$(ISEAR)" || { echo "ISEAR not found at $(ISEAR): set ISEAR=/path/to/isear.csv"; exit 1; }
-	$(PY) train.py data=isear data.path=$(abspath $(ISEAR))
+	$(PY) train.py data=isear data.path=$(abspath $(ISEAR)) model=null
 
-bench: bench-dedup bench-cache
+bench: bench-dedup bench-cache bench-memory
 
 bench-dedup: setup
 	$(PY) bench/dedup_bench.py
 
 bench-cache: setup
 	$(PY) bench/embedding_cache_bench.py
+
+# One training step of the 730M `full` preset: peak RSS vs params x 16 B (needs ~12.5 GB RAM, ~1.5 min).
+bench-memory: setup
+	$(PY) bench/full_step_memory.py
 
 clean-cache:
 	rm -rf data/*.prepared data/*.embedded.*.safetensors data/cache

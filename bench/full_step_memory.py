@@ -39,19 +39,16 @@ GOAL = 1.15
 
 
 def module_arguments(preset: str) -> dict:
-    """LitModule kwargs as train.model_arguments builds them, sized for 384-dim embeddings and 7/10/4 tasks."""
+    """LitModule kwargs exactly as train(cfg) builds them, for 384-dim embeddings and the default schema."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+
+    from redheart.schema import TaskSchema
+    from redheart.train import model_arguments
 
     os.environ.setdefault("REDHEART_ROOT", str(ROOT))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={preset}"])
-    args = OmegaConf.to_container(cfg.model, resolve=True)
-    args.pop("_target_", None)
-    args["net"].update(input_dim=384, num_classes=7, num_bentham=10, num_surd=4)
-    args["optimizer"] = OmegaConf.to_container(cfg.optim.optimizer, resolve=True)
-    args["scheduler"] = OmegaConf.to_container(cfg.optim.scheduler, resolve=True) if cfg.optim.get("scheduler") else None
-    return args
+    return model_arguments(cfg, 384, TaskSchema())
 
 
 def random_batch(size: int, generator) -> dict:
