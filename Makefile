@@ -32,7 +32,7 @@ lint: setup
 ISEAR ?= ../shared/data/isear/isear.csv
 isear-data: setup
 	@test -f "$(ISEAR)" || { echo "ISEAR not found at $(ISEAR): set ISEAR=/path/to/isear.csv"; exit 1; }
-	$(PY) train.py data=isear data.path=$(abspath $(ISEAR)) model=null
+	$(PY) train.py data=isear data.path=$(abspath $(ISEAR)) '~model'
 
 bench: bench-dedup bench-cache bench-memory
 

@@ -58,7 +58,7 @@ def test_isear_experiment_selects_the_table_adapter(compose_cfg):
 
 
 def test_train_runs_the_data_pipeline_on_the_sample(compose_cfg, tmp_path):
-    cfg = compose_cfg("model=null", "data.embedding.backend=hashing", "data.embedding.dim=32")
+    cfg = compose_cfg("~model", "data.embedding.backend=hashing", "data.embedding.dim=32")
     metrics = train(cfg)
     assert "parameters" not in metrics  # no model: the data stage only
     counts = metrics["counts"]

@@ -141,3 +141,14 @@ def test_kalman_filter_trusts_the_less_noisy_source():
     with torch.no_grad():
         kalman.log_observation_noise.copy_(torch.tensor([[4.0] * 3, [-4.0] * 3]))
     assert torch.allclose(kalman(estimates)[0], estimates[:, 1], atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_the_tree_runs_with_half_precision_weights(tiny_net, dtype):
+    """DeepSpeed fp16/bf16 (trainer=gpu_8gb) casts every parameter; the Kalman filter still works in float32."""
+    tiny_net = tiny_net.to(dtype)
+    batch = make_batch()
+    out = tiny_net(batch["embedding"].to(dtype))
+    loss, _ = multitask_loss(out, batch, WEIGHTS)
+    loss.backward()
+    assert torch.isfinite(loss) and out["modules"]["analyzers.kalman"]["emotion"].dtype == torch.float32

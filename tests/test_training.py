@@ -150,3 +150,13 @@ def test_train_stops_before_building_weights_when_the_full_preset_is_off(compose
         train(cfg)
     table = json.loads((tmp_path / "run" / "parameters.json").read_text())
     assert "group heads" in table["failures"]
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(compose_cfg):
+    common = (*FAST, "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "logger=none", "callbacks=none",
+              "trainer.deterministic=true")
+    first = train(compose_cfg(*common))["test"]
+    again = train(compose_cfg(*common))["test"]
+    other = train(compose_cfg(*common, "seed=7"))["test"]
+    assert first == again
+    assert first["test/loss"] != other["test/loss"]

@@ -65,6 +65,10 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured pipeline; return its metrics (data counts, parameters, fit and test metrics)."""
     L.seed_everything(cfg.seed, workers=True)
+    trainer: L.Trainer | None = None
+    if cfg.get("model") is not None:  # first, so a missing strategy package (DeepSpeed) fails in seconds
+        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
+                                          logger=_instantiate_all(cfg.get("logger")) or False)
     datamodule: RedHeartDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -82,7 +86,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         counts["read"], counts["kept"], counts["near_duplicates"], counts["quarantined"],
         metrics["split_sizes"], metrics["first_batch"]["embedding"],
     )
-    if cfg.get("model") is None:
+    if trainer is None:
         log.info("no model configured: stopping after the data pipeline (report in %s)", datamodule.report_dir)
         return metrics
 
@@ -91,8 +95,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["parameters"] = check_parameters(model_args, output_dir)["total"]["actual"]
     L.seed_everything(cfg.seed, workers=True)  # same initial weights whatever the data stage consumed
     model = RedHeartLitModule(**model_args)
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger")) or False)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics["fit"] = _scalars(trainer.callback_metrics)
     metrics["epochs"], metrics["steps"] = trainer.current_epoch, trainer.global_step

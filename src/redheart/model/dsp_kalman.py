@@ -52,18 +52,22 @@ class DynamicKalmanFilter(nn.Module):
 
     def forward(self, estimates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """estimates [B, sources, n] → (fused state [B, n], its variance [B, n])."""
+        # float32 throughout, also when a strategy (DeepSpeed fp16) has cast the parameters to half
         with torch.autocast(device_type=estimates.device.type, enabled=False):
             z = estimates.float()
+            transition, observation = self.transition.float(), self.observation.float()
             batch, m, n = z.shape
             eye = torch.eye(n, device=z.device)
-            x = (self.transition @ self.initial_state).expand(batch, n)
-            p0 = torch.diag(self.log_initial_variance.exp())
-            p = (self.transition @ p0 @ self.transition.T + torch.diag(self.log_process_noise.exp())).expand(batch, n, n)
-            innovation = z - torch.einsum("mij,bj->bmi", self.observation, x)
-            scale = nn.functional.softplus(self.noise_net(innovation.abs().flatten(1))) + 1e-3  # [B, m]
+            x = (transition @ self.initial_state.float()).expand(batch, n)
+            p0 = torch.diag(self.log_initial_variance.float().exp())
+            p = (transition @ p0 @ transition.T + torch.diag(self.log_process_noise.float().exp())).expand(batch, n, n)
+            innovation = z - torch.einsum("mij,bj->bmi", observation, x)
+            noise_in = innovation.abs().flatten(1).to(self.noise_net[0].weight.dtype)
+            scale = nn.functional.softplus(self.noise_net(noise_in).float()) + 1e-3  # [B, m]
+            observation_noise = self.log_observation_noise.float().exp()
             for i in range(m):
-                h = self.observation[i]
-                r = torch.diag_embed(self.log_observation_noise[i].exp() * scale[:, i : i + 1])
+                h = observation[i]
+                r = torch.diag_embed(observation_noise[i] * scale[:, i : i + 1])
                 s = h @ p @ h.T + r
                 gain = torch.linalg.solve(s, h @ p).transpose(-1, -2)  # P Hᵀ S⁻¹ (S, P symmetric)
                 x = x + (gain @ (z[:, i] - x @ h.T).unsqueeze(-1)).squeeze(-1)
