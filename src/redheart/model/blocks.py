@@ -51,6 +51,25 @@ class AttentionPool(nn.Module):
         return pooled[:, 0]
 
 
+class AttentiveReader(nn.Module):
+    """Own attention query over the tokens → residual MLP → linear output (heads and neural analyzers)."""
+
+    def __init__(self, in_dim: int, attn_heads: int, width: int, depth: int, hidden: int, out_dim: int,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.pool = AttentionPool(in_dim, attn_heads)
+        self.encoder = ResidualMLP(in_dim, width, depth, hidden, dropout)
+        self.output = nn.Linear(width, out_dim)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.pool(tokens))
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ (prediction [B, out_dim], features [B, width])."""
+        features = self.encode(tokens)
+        return self.output(features), features
+
+
 def transformer_stack(dim: int, heads: int, ffn: int, layers: int, dropout: float) -> nn.TransformerEncoder:
     """torch's pre-norm TransformerEncoder with GELU; nested tensors off (they warn with norm_first)."""
     layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, activation="gelu", batch_first=True,

@@ -11,26 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from redheart.model.blocks import AttentionPool, ResidualMLP, transformer_stack
+from redheart.model.blocks import AttentiveReader, transformer_stack
 
 TASKS = ("emotion", "bentham", "regret", "surd")
-
-
-class TaskHead(nn.Module):
-    """Reads the backbone tokens with its own query, encodes them; `predict` maps to the task outputs."""
-
-    def __init__(self, in_dim: int, attn_heads: int, width: int, depth: int, hidden: int, out_dim: int,
-                 dropout: float = 0.1):
-        super().__init__()
-        self.pool = AttentionPool(in_dim, attn_heads)
-        self.encoder = ResidualMLP(in_dim, width, depth, hidden, dropout)
-        self.output = nn.Linear(width, out_dim)
-
-    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.pool(tokens))
-
-    def predict(self, representation: torch.Tensor) -> torch.Tensor:
-        return self.output(representation)
 
 
 class CrossTaskExchange(nn.Module):
@@ -59,15 +42,16 @@ class TaskHeads(nn.Module):
         out_dims = {"emotion": num_classes + 1, "bentham": num_bentham, "regret": 1, "surd": num_surd}
         sizes = {"emotion": emotion, "bentham": bentham, "regret": regret, "surd": surd}
         for task in TASKS:
-            self.add_module(task, TaskHead(in_dim, attn_heads, width, sizes[task]["depth"],
-                                           sizes[task]["hidden"], out_dims[task], dropout))
+            # each head: its own attention read → residual MLP; `output` runs after the exchange
+            self.add_module(task, AttentiveReader(in_dim, attn_heads, width, sizes[task]["depth"],
+                                                  sizes[task]["hidden"], out_dims[task], dropout))
         self.exchange = CrossTaskExchange(width, len(TASKS), dropout=dropout, **exchange)
         self.num_classes = num_classes
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         heads = [getattr(self, task) for task in TASKS]
         exchanged = self.exchange(torch.stack([head.encode(tokens) for head in heads], dim=1))
-        out = {task: head.predict(exchanged[:, i]) for i, (task, head) in enumerate(zip(TASKS, heads, strict=True))}
+        out = {task: head.output(exchanged[:, i]) for i, (task, head) in enumerate(zip(TASKS, heads, strict=True))}
         emotion = out.pop("emotion")
         out["emotion"], out["intensity"] = emotion[:, : self.num_classes], emotion[:, self.num_classes]
         out["regret"] = out["regret"][:, 0]

@@ -8,21 +8,8 @@ heads (seed 002's analyzers never entered the loss and so never learned).
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from redheart.model.blocks import AttentionPool, ResidualMLP
+from redheart.model.blocks import AttentiveReader
 
 
-class NeuralAnalyzer(nn.Module):
-    def __init__(self, in_dim: int, attn_heads: int, width: int, depth: int, hidden: int, out_dim: int,
-                 dropout: float = 0.1):
-        super().__init__()
-        self.pool = AttentionPool(in_dim, attn_heads)
-        self.encoder = ResidualMLP(in_dim, width, depth, hidden, dropout)
-        self.output = nn.Linear(width, out_dim)
-
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """→ (prediction [B, out_dim], features [B, width])."""
-        features = self.encoder(self.pool(tokens))
-        return self.output(features), features
+class NeuralAnalyzer(AttentiveReader):
+    """The heads' reader (attention query → residual MLP → output), deeper and wider, used on its own."""
