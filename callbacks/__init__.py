@@ -1,5 +1,12 @@
-"""Lightning callbacks of the redheart training run (modular checkpoints, monitors, ...).
+"""Lightning callbacks that make a run produce what the analysis needs and survive crashes.
 
-A top-level package (the design card's `callbacks/`), installed with the project so configs can
-name `callbacks.<module>.<Class>` as a Hydra `_target_`.
+- modular_checkpoint.ModularCheckpoint: per-group safetensors + metrics every N epochs, manifest
+- parameter_updates.ParameterUpdateMonitor: is every module still changing? (sampled, no weight copy)
+- gradient_norms.GradientNormMonitor: per-group gradient norms before clipping
+- dead_units.DeadUnitMonitor: never-active units per group over the validation pass
+- oom_backoff.OOMBackoff: halve the micro-batch and double accumulation on CUDA OOM
+- rng_state.RNGStateCheckpoint: RNG states in the resume checkpoint (exact resume)
+- atomic_checkpoint_io.AtomicCheckpointIO: Lightning checkpoints written by temp file + rename
+- module_groups / param_sampling: the shared pieces
+EMA and LR monitoring are Lightning's own (EMAWeightAveraging, LearningRateMonitor), set in conf/callbacks.
 """

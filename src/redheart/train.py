@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks.oom_backoff import OOMBackoff
 from redheart.data.datamodule import RedHeartDataModule
 from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
@@ -49,6 +51,82 @@ def check_parameters(model_args: dict[str, Any], output_dir: Path) -> dict[str, 
     return table
 
 
+class ResumeError(ValueError):
+    """A fresh run would reuse another run's folder, or there is nothing to resume."""
+
+
+def resume_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """The checkpoint to resume from; a fresh run in a folder that already holds a run is refused.
+
+    Lightning would otherwise start "fresh" next to another run's checkpoints (and a callback such as
+    OnExceptionCheckpoint can make a plain fit pick up stale state); here a fresh run needs a clean folder.
+    """
+    existing = [p for p in (output_dir / "checkpoints", output_dir / "modular") if p.is_dir() and any(p.iterdir())]
+    if ckpt_path is None:
+        if existing:
+            raise ResumeError(f"{output_dir} already holds a run ({', '.join(p.name for p in existing)}): resume it "
+                              "with ckpt_path=last, or start a new run with another run_name")
+        return None
+    if ckpt_path == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if not last.exists():
+            raise ResumeError(f"ckpt_path=last, but {last} does not exist: pass the run's run_name (its folder "
+                              "name under outputs/<task_name>/runs/) or a checkpoint path")
+        return str(last)
+    if not Path(ckpt_path).exists():
+        raise ResumeError(f"ckpt_path {ckpt_path} does not exist")
+    return ckpt_path
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
+
+
+def describe_run(cfg: DictConfig, output_dir: Path, parameters: dict[str, Any]) -> None:
+    """run.json: what produced this folder (resolved config, git commit, parameter table)."""
+    atomic_write_json(output_dir / "run.json", {
+        "config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit(Path(cfg.paths.root_dir)),
+        "torch": torch.__version__, "lightning": L.__version__, "parameters": parameters,
+    })
+
+
+def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
+    return hydra.utils.instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
+                                   logger=_instantiate_all(cfg.get("logger")) or False, **overrides)
+
+
+def fit_with_oom_backoff(cfg: DictConfig, trainer: L.Trainer, model: RedHeartLitModule,
+                         datamodule: RedHeartDataModule, ckpt_path: str | None) -> L.Trainer:
+    """trainer.fit; on CUDA OOM, OOMBackoff's halved micro-batch and doubled accumulation, from the last checkpoint."""
+    while True:
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            return trainer
+        except torch.cuda.OutOfMemoryError:
+            backoff = next((c for c in trainer.callbacks if isinstance(c, OOMBackoff)), None)
+            if backoff is None or backoff.pending is None:
+                raise
+            settings = backoff.pending
+            log.warning("CUDA out of memory: continuing with micro-batch %d x accumulation %d (was %d x %d)",
+                        settings["batch_size"], settings["accumulate_grad_batches"], datamodule.batch_size,
+                        trainer.accumulate_grad_batches)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            datamodule.batch_size = settings["batch_size"]
+            last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+            ckpt_path = str(last) if last.exists() else None
+            if ckpt_path is None:  # nothing saved yet: start again from the same initial weights
+                L.seed_everything(cfg.seed, workers=True)
+                model = RedHeartLitModule(**model.hparams)
+            trainer = build_trainer(cfg, accumulate_grad_batches=settings["accumulate_grad_batches"])
+
+
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
@@ -66,9 +144,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured pipeline; return its metrics (data counts, parameters, fit and test metrics)."""
     L.seed_everything(cfg.seed, workers=True)
     trainer: L.Trainer | None = None
-    if cfg.get("model") is not None:  # first, so a missing strategy package (DeepSpeed) fails in seconds
-        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
-                                          logger=_instantiate_all(cfg.get("logger")) or False)
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("model") is not None:
+        ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), output_dir)
+        trainer = build_trainer(cfg)  # early, so a missing strategy package (DeepSpeed) fails in seconds
     datamodule: RedHeartDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -90,12 +169,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("no model configured: stopping after the data pipeline (report in %s)", datamodule.report_dir)
         return metrics
 
-    output_dir = Path(cfg.paths.output_dir)
     model_args = model_arguments(cfg, datamodule.embedding_dim, datamodule.schema)
-    metrics["parameters"] = check_parameters(model_args, output_dir)["total"]["actual"]
+    table = check_parameters(model_args, output_dir)
+    metrics["parameters"] = table["total"]["actual"]
+    describe_run(cfg, output_dir, table)
     L.seed_everything(cfg.seed, workers=True)  # same initial weights whatever the data stage consumed
     model = RedHeartLitModule(**model_args)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer = fit_with_oom_backoff(cfg, trainer, model, datamodule, ckpt_path)
+    model = trainer.lightning_module
     metrics["fit"] = _scalars(trainer.callback_metrics)
     metrics["epochs"], metrics["steps"] = trainer.current_epoch, trainer.global_step
     if cfg.get("test", True) and not trainer.interrupted:

@@ -53,10 +53,11 @@ class AdvancedBenthamCalculator(nn.Module):
         self.expert_in_bias = nn.Parameter(torch.zeros(num_bentham, expert_hidden))
         self.expert_out = nn.Parameter(torch.randn(num_bentham, expert_hidden) * expert_hidden**-0.5)
         self.expert_out_bias = nn.Parameter(torch.zeros(num_bentham))
+        self.act = nn.GELU()
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         shared = self.shared(pooled)
-        hidden = nn.functional.gelu(torch.einsum("bs,dsh->bdh", shared, self.expert_in) + self.expert_in_bias)
+        hidden = self.act(torch.einsum("bs,dsh->bdh", shared, self.expert_in) + self.expert_in_bias)
         return torch.einsum("bdh,dh->bd", hidden, self.expert_out) + self.expert_out_bias
 
 

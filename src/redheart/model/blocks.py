@@ -16,11 +16,12 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.up = nn.Linear(width, hidden)
+        self.act = nn.GELU()  # a module, not F.gelu: the dead-unit monitor hooks activation modules
         self.down = nn.Linear(hidden, width)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.down(nn.functional.gelu(self.up(self.norm(x)))))
+        return x + self.dropout(self.down(self.act(self.up(self.norm(x)))))
 
 
 class ResidualMLP(nn.Module):
@@ -71,7 +72,10 @@ class AttentiveReader(nn.Module):
 
 
 def transformer_stack(dim: int, heads: int, ffn: int, layers: int, dropout: float) -> nn.TransformerEncoder:
-    """torch's pre-norm TransformerEncoder with GELU; nested tensors off (they warn with norm_first)."""
-    layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, activation="gelu", batch_first=True,
+    """torch's pre-norm TransformerEncoder with GELU; nested tensors off (they warn with norm_first).
+
+    The activation is an nn.GELU module (torch's fast path accepts it) so activation hooks see it.
+    """
+    layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, activation=nn.GELU(), batch_first=True,
                                        norm_first=True)
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)

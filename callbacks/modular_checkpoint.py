@@ -1,0 +1,170 @@
+"""ModularCheckpoint: every N epochs, one safetensors file per module group plus a metrics file.
+
+Layout under `dirpath` (default `<run>/modular`):
+    epoch_002/<group>.safetensors   raw weights as `raw/<name>`, EMA weights as `ema/<name>` (when an
+                                    EMAWeightAveraging callback runs); header metadata: epoch, group, dtype
+    metrics_epoch_002.json          what the analysis needs (see `epoch_metrics`)
+    manifest.json                   every saved epoch: files, sizes, sha256; rewritten after the files
+Every file is written to a temp name and renamed, so a kill mid-write leaves no file that looks valid
+(the manifest only ever lists complete files). Epochs are 1-based counts of completed epochs: with
+every_n_epochs=2 and 60 epochs, 2, 4, ..., 60 (30 checkpoints). safetensors loads without pickle.
+Only the Lightning `last`/resume checkpoint keeps optimizer and scheduler state.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.utilities import rank_zero_only
+from safetensors.torch import save_file
+
+from callbacks.dead_units import DeadUnitMonitor
+from callbacks.gradient_norms import GradientNormMonitor
+from callbacks.module_groups import ModuleGroups, target_module
+from callbacks.param_sampling import ParameterSampler
+from redheart.io import atomic_write_json, atomic_write_with, sha256_file
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+FORMAT = "redheart-modular-v1"
+
+
+def peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+class ModularCheckpoint(L.Callback):
+    def __init__(self, dirpath: str, groups: Mapping[str, Sequence[str]], every_n_epochs: int = 2,
+                 dtype: str = "float32", save_ema: bool = True):
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.dirpath = Path(dirpath)
+        self.module_groups = ModuleGroups(groups)
+        self.every_n_epochs = every_n_epochs
+        self.dtype = dtype
+        self.save_ema = save_ema
+        self.saved_epochs: list[int] = []
+        self._sampler: ParameterSampler | None = None
+        self._snapshot: dict | None = None
+        self._interval_start = time.monotonic()
+        self._fit_start = time.monotonic()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dirpath / "manifest.json"
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        params = dict(target_module(pl_module).named_parameters())
+        self._group_names = {g: list(m) for g, m in self.module_groups.partition(params.items()).items()}
+        self._sampler = ParameterSampler(params)
+        self._snapshot = self._sampler.snapshot()
+        self._interval_start = self._fit_start = time.monotonic()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if trainer.sanity_checking or epoch % self.every_n_epochs or epoch in self.saved_epochs:
+            return
+        self.save(trainer, pl_module, epoch)
+
+    def _ema(self, trainer: L.Trainer) -> dict[str, torch.Tensor] | None:
+        for callback in trainer.callbacks:
+            if isinstance(callback, WeightAveraging) and callback._average_model is not None:
+                state = callback._average_model.module.state_dict()  # a copy of the LightningModule
+                prefix = "net." if any(k.startswith("net.") for k in state) else ""
+                return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        return None
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        net = target_module(pl_module)
+        raw = dict(net.state_dict())
+        ema = self._ema(trainer) if self.save_ema else None
+        metrics = self.epoch_metrics(trainer, pl_module, epoch, ema is not None)
+        self._write(epoch, raw, ema, metrics)
+        self.saved_epochs.append(epoch)
+
+    @rank_zero_only
+    def _write(self, epoch: int, raw: dict, ema: dict | None, metrics: dict) -> None:
+        folder = self.dirpath / f"epoch_{epoch:03d}"
+        dtype = DTYPES[self.dtype]
+        files = {}
+        for group, names in self._group_names.items():
+            tensors = {f"raw/{n}": raw[n].detach().to("cpu", dtype).contiguous() for n in names}
+            if ema is not None:
+                tensors |= {f"ema/{n}": ema[n].detach().to("cpu", dtype).contiguous() for n in names}
+            meta = {"format": FORMAT, "epoch": str(epoch), "group": group, "dtype": self.dtype,
+                    "ema": str(ema is not None).lower()}
+            path = atomic_write_with(folder / f"{group}.safetensors", lambda tmp, t=tensors, m=meta: save_file(t, tmp, m))
+            files[group] = {"path": str(path.relative_to(self.dirpath)), "bytes": path.stat().st_size,
+                            "sha256": sha256_file(path), "tensors": len(tensors)}
+        metrics_path = atomic_write_json(self.dirpath / f"metrics_epoch_{epoch:03d}.json", metrics)
+        manifest = self.read_manifest()
+        manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["epoch"] != epoch] + [{
+            "epoch": epoch, "files": files, "metrics": metrics_path.name,
+            "metrics_sha256": sha256_file(metrics_path), "ema": ema is not None, "dtype": self.dtype,
+        }]
+        manifest["checkpoints"].sort(key=lambda c: c["epoch"])
+        atomic_write_json(self.manifest_path, manifest)  # last: it lists only complete files
+
+    def read_manifest(self) -> dict[str, Any]:
+        import json
+
+        if self.manifest_path.is_file():
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return {"format": FORMAT, "every_n_epochs": self.every_n_epochs,
+                "groups": {g: list(p) for g, p in self.module_groups.groups.items()}, "checkpoints": []}
+
+    def epoch_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int, ema: bool) -> dict:
+        """Everything the sweet-spot analysis reads for one checkpoint (no weights needed)."""
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
+        val = {k[len("val/"):]: v for k, v in logged.items() if k.startswith("val/") and not k.startswith("val/module/")}
+        modules: dict[str, dict[str, float]] = {}
+        for key, value in logged.items():
+            if key.startswith("val/module/"):
+                prefix, metric = key[len("val/module/"):].rsplit("/", 1)
+                modules.setdefault(prefix, {})[metric] = value
+        new = self._sampler.snapshot()
+        params = dict(target_module(pl_module).named_parameters())
+        gradients = next((c.take_interval() for c in trainer.callbacks if isinstance(c, GradientNormMonitor)), {})
+        dead = next((c.last for c in trainer.callbacks if isinstance(c, DeadUnitMonitor)), {})
+        groups = {}
+        for group, names in self._group_names.items():
+            named = [n for n in names if n in params]
+            ratio, _ = ParameterSampler.relative_change(self._snapshot, new, named)
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([params[n].detach() for n in named])))
+            grad = gradients.get(group, {})
+            groups[group] = {"grad_norm_mean": grad.get("mean"), "grad_norm_max": grad.get("max"),
+                             "grad_steps": grad.get("steps", 0), "update_ratio": ratio, "param_norm": float(norm),
+                             "dead_unit_fraction": dead.get(group)}
+        self._snapshot = new
+        now = time.monotonic()
+        optimizer = trainer.optimizers[0] if trainer.optimizers else None
+        out = {
+            "epoch": epoch, "global_step": trainer.global_step,
+            "lr": [g["lr"] for g in optimizer.param_groups] if optimizer else None,
+            "train_loss": logged.get("train/loss_epoch", logged.get("train/loss")), "val_loss": logged.get("val/loss"),
+            "val": val, "modules": modules, "groups": groups, "ema": ema,
+            "weights_evaluated": "ema" if ema else "raw",  # EMAWeightAveraging validates with the EMA weights
+            "wall_time_s": now - self._interval_start, "elapsed_s": now - self._fit_start,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "gpu_max_allocated_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        }
+        self._interval_start = now
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"saved_epochs": list(self.saved_epochs)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.saved_epochs = list(state_dict.get("saved_epochs", []))
