@@ -67,7 +67,8 @@ class ModularCheckpoint(L.Callback):
         params = dict(target_module(pl_module).named_parameters())
         self._group_names = {g: list(m) for g, m in self.module_groups.partition(params.items()).items()}
         self._sampler = ParameterSampler(params)
-        self._snapshot = self._sampler.snapshot()
+        if self._snapshot is None:  # a resumed run keeps the snapshot of its last checkpoint
+            self._snapshot = self._sampler.snapshot()
         self._interval_start = self._fit_start = time.monotonic()
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -164,7 +165,12 @@ class ModularCheckpoint(L.Callback):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"saved_epochs": list(self.saved_epochs)}
+        """Saved epochs and the sampled weights of the last save (≤ 16 KiB per tensor), for update ratios."""
+        snapshot = self._snapshot or {}
+        return {"saved_epochs": list(self.saved_epochs),
+                "samples": {n: v[0] for n, v in snapshot.items()}, "checksums": {n: v[1] for n, v in snapshot.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.saved_epochs = list(state_dict.get("saved_epochs", []))
+        samples, checksums = state_dict.get("samples", {}), state_dict.get("checksums", {})
+        self._snapshot = {n: (samples[n], checksums[n]) for n in samples} or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -22,23 +23,26 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def compose_for(tmp_path: Path, *overrides: str):
+    """conf/train.yaml composed with overrides, its output folder and caches redirected into tmp_path."""
+    os.environ["REDHEART_ROOT"] = str(REPO_ROOT)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=False)
+    GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        if cfg.data.get("cache_dir") is None or "cache" in str(cfg.data.cache_dir):
+            cfg.data.cache_dir = str(tmp_path / "cache")
+        cfg.data.progress = False
+    return cfg
+
+
 @pytest.fixture
 def compose_cfg(tmp_path, monkeypatch):
     """Compose conf/train.yaml with overrides, its output and caches redirected into tmp_path."""
     monkeypatch.setenv("REDHEART_ROOT", str(REPO_ROOT))
-
-    def _compose(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=False)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "run")
-            if cfg.data.get("cache_dir") is None or "cache" in str(cfg.data.cache_dir):
-                cfg.data.cache_dir = str(tmp_path / "cache")
-            cfg.data.progress = False
-        return cfg
-
-    yield _compose
+    yield lambda *overrides: compose_for(tmp_path, *overrides)
     GlobalHydra.instance().clear()
 
 

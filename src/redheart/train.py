@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.oom_backoff import OOMBackoff
@@ -97,8 +98,11 @@ def describe_run(cfg: DictConfig, output_dir: Path, parameters: dict[str, Any]) 
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
-    return hydra.utils.instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
-                                   logger=_instantiate_all(cfg.get("logger")) or False, **overrides)
+    loggers = _instantiate_all(cfg.get("logger"))
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    if not loggers:  # LearningRateMonitor refuses a Trainer without a logger; it has nothing to write to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
 def fit_with_oom_backoff(cfg: DictConfig, trainer: L.Trainer, model: RedHeartLitModule,
