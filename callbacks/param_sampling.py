@@ -1,7 +1,9 @@
 """Cheap parameter-change estimates without copying the weights (730M fp32 = 2.9 GB per copy).
 
-A fixed random sample of at most `per_tensor` entries of every tensor is kept per snapshot (≤ 16 KiB
-per tensor), plus a float64 checksum of each whole tensor. The relative change of a set of tensors is
+A fixed random sample of `per_tensor` positions of every tensor (drawn with replacement: no
+permutation of a 19M-entry tensor) is kept per snapshot (≤ 16 KiB per tensor), plus a checksum of
+each whole tensor: the integer sum of its bit patterns, so any changed bit shows, at the cost of one
+read and without a float64 copy. The relative change of a set of tensors is
 ‖θ_now − θ_then‖ / ‖θ_then‖ over the sampled entries, an unbiased estimate of the squared-norm ratio
 for dense updates; "unchanged" additionally requires the full-tensor checksum to be equal, so a change
 outside the sample is still seen. Hand-written: no library keeps sampled weight snapshots.
@@ -11,6 +13,13 @@ from __future__ import annotations
 
 import torch
 
+_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def bit_checksum(tensor: torch.Tensor) -> int:
+    """Sum of the tensor's bit patterns as integers (int64 accumulation): equal iff unchanged, in practice."""
+    return int(tensor.detach().reshape(-1).view(_INT_VIEW[tensor.element_size()]).sum())
+
 
 class ParameterSampler:
     def __init__(self, params: dict[str, torch.Tensor], per_tensor: int = 4096, seed: int = 0):
@@ -18,13 +27,13 @@ class ParameterSampler:
         self.indices: dict[str, torch.Tensor] = {}
         for name, p in params.items():
             n = p.numel()
-            idx = torch.randperm(n, generator=generator)[:per_tensor] if n > per_tensor else torch.arange(n)
+            idx = torch.randint(n, (per_tensor,), generator=generator) if n > per_tensor else torch.arange(n)
             self.indices[name] = idx.to(p.device)
         self.params = params
 
     @torch.no_grad()
-    def snapshot(self) -> dict[str, tuple[torch.Tensor, float]]:
-        return {name: (p.detach().reshape(-1)[self.indices[name]].float().clone(), float(torch.sum(p.detach(), dtype=torch.float64)))
+    def snapshot(self) -> dict[str, tuple[torch.Tensor, int]]:
+        return {name: (p.detach().reshape(-1)[self.indices[name]].float().clone(), bit_checksum(p))
                 for name, p in self.params.items()}
 
     @staticmethod

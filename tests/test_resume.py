@@ -46,7 +46,7 @@ def test_crashes_in_epochs_1_3_5_resume_to_the_uninterrupted_result(tmp_path):
     for i, epoch in enumerate((1, 3, 5)):
         resume = ("ckpt_path=last",) if i else ()
         with pytest.raises(SimulatedCrash):
-            train(compose_for(crashed, *RUN, *resume, f"+callbacks.crash._target_=tests.crash.CrashAt",
+            train(compose_for(crashed, *RUN, *resume, "+callbacks.crash._target_=tests.crash.CrashAt",
                               f"+callbacks.crash.epoch={epoch}"))
     metrics = train(compose_for(crashed, *RUN, "ckpt_path=last"))
     assert metrics["epochs"] == 6

@@ -16,6 +16,7 @@ from redheart.training.lit_module import RedHeartLitModule
 from redheart.training.losses import symmetric_kl
 from redheart.training.metrics import TaskMetrics
 from redheart.training.param_groups import parameter_groups
+from tests.conftest import compose_for
 from tests.test_model import make_batch
 
 FAST = ("model=tiny", "data.embedding.backend=hashing", "data.embedding.dim=64", "data.progress=false")
@@ -152,11 +153,11 @@ def test_train_stops_before_building_weights_when_the_full_preset_is_off(compose
     assert "group heads" in table["failures"]
 
 
-def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(compose_cfg):
+def test_the_same_seed_gives_the_same_run_and_another_seed_does_not(tmp_path):
     common = (*FAST, "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "logger=none", "callbacks=none",
               "trainer.deterministic=true")
-    first = train(compose_cfg(*common))["test"]
-    again = train(compose_cfg(*common))["test"]
-    other = train(compose_cfg(*common, "seed=7"))["test"]
+    first = train(compose_for(tmp_path / "a", *common))["test"]
+    again = train(compose_for(tmp_path / "b", *common))["test"]
+    other = train(compose_for(tmp_path / "c", *common, "seed=7"))["test"]
     assert first == again
     assert first["test/loss"] != other["test/loss"]

@@ -70,10 +70,13 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
         return None
     if ckpt_path == "last":
         last = output_dir / "checkpoints" / "last.ckpt"
-        if not last.exists():
-            raise ResumeError(f"ckpt_path=last, but {last} does not exist: pass the run's run_name (its folder "
-                              "name under outputs/<task_name>/runs/) or a checkpoint path")
-        return str(last)
+        if last.exists():
+            return str(last)
+        if not (output_dir / "run.json").is_file():
+            raise ResumeError(f"ckpt_path=last, but there is no run in {output_dir}: pass the run's run_name (its "
+                              "folder name under outputs/<task_name>/runs/) or a checkpoint path")
+        log.warning("ckpt_path=last: %s started but saved no resume checkpoint yet; starting it again", output_dir)
+        return None
     if not Path(ckpt_path).exists():
         raise ResumeError(f"ckpt_path {ckpt_path} does not exist")
     return ckpt_path
