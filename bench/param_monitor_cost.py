@@ -3,21 +3,22 @@
     python bench/param_monitor_cost.py [--model full] [--batch-size 8] [--repeats 3]
 
 The monitor (callbacks/parameter_updates.py) must stay cheap at 730M parameters: no full copy of the
-weights (2.9 GB fp32) per window. A fresh child process (spawn, so its RSS is its own) builds the
-LitModule from the real Hydra config (`model=<preset>`, as train(cfg) does for 384-dim embeddings and
-the default schema), then, in this one process:
+weights (2.9 GB fp32) per window. Before the fix in callbacks/param_sampling.py: sampler build 37 s and
+5.84 GB retained (randperm views); float64 checksum. A fresh child process (spawn, so its RSS is its
+own) builds the LitModule from the real Hydra config (`model=<preset>`, as train(cfg) does for 384-dim
+embeddings and the default schema), then, in this one process:
   1. ParameterSampler(params) as the monitor's on_fit_start builds it (once per fit): time, index bytes;
   2. one window check, as on_train_batch_end does it: `snapshot()` of every parameter, then
      `ParameterSampler.relative_change` for every module of redheart.model.net.MODULE_TREE
-     (median of --repeats); its parts timed separately: the sampled gather and the float64 checksum
-     `torch.sum(p, dtype=torch.float64)` of each whole tensor;
+     (median of --repeats); the snapshot's two parts timed separately, as `snapshot()` does them: the
+     sampled gather and `bit_checksum` of each whole tensor;
   3. one forward+backward at --batch-size (training_step + loss.backward(), grads set to None
      before each, as Lightning's zero_grad does; one warm-up, median of 2), the baseline of the ratio;
   4. the gradient check of on_before_optimizer_step (per module: foreach_norm of its grads), with
      the grads of that backward in place.
 Memory: the snapshot's own bytes (sampled fp32 values) and the sampler's indices (nominal, and the
-storage they keep alive), against a full fp32 copy (params × 4 B); and the RSS above the pre-check level during the check, sampled every ~1 ms by a
-thread (a transient, e.g. a per-tensor float64 copy made by the checksum, shows up there).
+storage they keep alive), against a full fp32 copy (params × 4 B); and the RSS above the pre-check
+level during the check, sampled every ~1 ms by a thread (any per-tensor transient shows up there).
 Timing ratios only, measured in the same process; other processes' CPU use during each phase is read
 from /proc/stat and reported (on 2 cores a busy neighbour distorts torch timings badly).
 Figures go to stdout and bench/results/param_monitor_cost.json (other presets: _<preset>.json).
@@ -104,7 +105,7 @@ def _measure(module_args: dict, batch_size: int, repeats: int, queue) -> None:
 
     warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer attached: logging is a no-op
     from callbacks.module_groups import target_module
-    from callbacks.param_sampling import ParameterSampler
+    from callbacks.param_sampling import ParameterSampler, bit_checksum
     from callbacks.parameter_updates import _has_submodule
     from redheart.model.net import MODULE_TREE
     from redheart.training.lit_module import RedHeartLitModule
@@ -129,11 +130,13 @@ def _measure(module_args: dict, batch_size: int, repeats: int, queue) -> None:
     out["sampler_build"] = {"seconds": ph.seconds, "rss_extra_peak_bytes": mem.extra,
                             "rss_retained_bytes": rss_bytes() - mem.base,
                             "index_bytes": sum(i.numel() * i.element_size() for i in sampler.indices.values()),
-                            # what the index tensors keep alive: a slice of randperm(n) is a view of all n
+                            # the storage the index tensors keep alive (equals index_bytes unless they are views)
                             "index_storage_bytes": sum(storages.values())}
 
     # 2. the window check: snapshot + relative_change per module (first snapshot = on_train_start's)
-    old = sampler.snapshot()
+    with RssPeak() as mem, Phase() as ph:
+        old = sampler.snapshot()
+    out["first_snapshot"] = {"seconds": ph.seconds, "rss_extra_peak_bytes": mem.extra}
     out["snapshot_bytes"] = sum(v.numel() * v.element_size() for v, _ in old.values())
     snap, change, peaks, foreign = [], [], [], []
     for _ in range(repeats):
@@ -147,7 +150,7 @@ def _measure(module_args: dict, batch_size: int, repeats: int, queue) -> None:
         change.append(ph.seconds)
         old = new
     assert not any(changed for _, changed in ratios.values())  # no step between: nothing changed
-    # the snapshot's two parts, separately
+    # the snapshot's two parts, separately, as ParameterSampler.snapshot does them
     gather, checksum, checksum_peaks = [], [], []
     with torch.no_grad():
         for _ in range(repeats):
@@ -155,7 +158,7 @@ def _measure(module_args: dict, batch_size: int, repeats: int, queue) -> None:
                 _ = {n: p.detach().reshape(-1)[sampler.indices[n]].float().clone() for n, p in params.items()}
             gather.append(ph.seconds)
             with RssPeak() as mem, Phase() as ph:
-                _ = {n: float(torch.sum(p.detach(), dtype=torch.float64)) for n, p in params.items()}
+                _ = {n: bit_checksum(p) for n, p in params.items()}
             checksum.append(ph.seconds)
             checksum_peaks.append(mem.extra)
     out["check"] = {"snapshot_s": snap, "relative_change_s": change, "snapshot_rss_extra_peak_bytes": peaks,
@@ -230,7 +233,7 @@ def main() -> None:
         "window_check_s": round(check_s, 4), "snapshot_s": round(snapshot_s, 4),
         "relative_change_s": round(change_s, 5),
         "snapshot_parts_s": {"sampled_gather": round(med(c["gather_s"]), 4),
-                             "float64_checksum": round(med(c["checksum_s"]), 4)},
+                             "bit_checksum": round(med(c["checksum_s"]), 4)},
         "fwd_bwd_s": round(fwd_bwd_s, 3), "fwd_bwd_warmup_s": round(r["fwd_bwd_warmup_s"], 3),
         "ratio_check_to_fwd_bwd": round(check_s / fwd_bwd_s, 4),
         "grad_check_s": round(grad_check_s, 4),  # on_before_optimizer_step, window-closing step only
@@ -242,24 +245,25 @@ def main() -> None:
         "full_copy_bytes": full_copy,
         "ratio_snapshot_to_full_copy": round(r["snapshot_bytes"] / full_copy, 7),
         "ratio_snapshot_plus_index_to_full_copy": round((r["snapshot_bytes"] + r["sampler_build"]["index_bytes"]) / full_copy, 7),
-        # the sampler's indices as allocated: slices of a randperm of every tensor keep all of it alive on CPU
+        # the storage the sampler's indices actually keep alive, and the RSS its build left behind
         "sampler_index_storage_bytes": r["sampler_build"]["index_storage_bytes"],
         "ratio_index_storage_to_full_copy": round(r["sampler_build"]["index_storage_bytes"] / full_copy, 4),
         "sampler_build_rss_retained_bytes": r["sampler_build"]["rss_retained_bytes"],
         "sampler_build_rss_extra_peak_bytes": r["sampler_build"]["rss_extra_peak_bytes"],
-        # transient during a snapshot; torch.sum(fp32, dtype=float64) on CPU casts the whole tensor first,
-        # so the expected peak is the largest tensor in float64 (the later isolated-checksum figure can
-        # read lower once freed memory is reused by the allocator: see raw)
+        # transient during a snapshot (max over repeats) and during the isolated bit_checksum pass
         "snapshot_rss_extra_peak_bytes": max(c["snapshot_rss_extra_peak_bytes"]),
-        "largest_tensor_float64_bytes": r["largest_tensor"]["numel"] * 8,
+        "first_snapshot": {"seconds": round(r["first_snapshot"]["seconds"], 4),  # on_train_start's, not timed above
+                           "rss_extra_peak_bytes": r["first_snapshot"]["rss_extra_peak_bytes"]},
+        "bit_checksum_rss_extra_peak_bytes": max(c["checksum_rss_extra_peak_bytes"]),
+        "largest_tensor_fp32_bytes": r["largest_tensor"]["numel"] * 4,
         "peak_rss_gb_at_end": round(r["peak_rss_bytes"] / gb, 3),
         "foreign_cores": {"snapshots": [round(x, 2) for x in c["foreign_cores"]],
                           "fwd_bwd": [round(x, 2) for x in r["fwd_bwd_foreign_cores"]]},
         "modules_without_grad": r["modules_without_grad"],
         "raw": {"snapshot_s": c["snapshot_s"], "relative_change_s": c["relative_change_s"], "fwd_bwd_s": r["fwd_bwd_s"],
-                "grad_check_s": r["grad_check_s"], "gather_s": c["gather_s"], "checksum_s": c["checksum_s"],
+                "grad_check_s": r["grad_check_s"], "gather_s": c["gather_s"], "bit_checksum_s": c["checksum_s"],
                 "snapshot_rss_extra_peak_bytes": c["snapshot_rss_extra_peak_bytes"],
-                "checksum_rss_extra_peak_bytes": c["checksum_rss_extra_peak_bytes"]},
+                "bit_checksum_rss_extra_peak_bytes": c["checksum_rss_extra_peak_bytes"]},
     }
     print(json.dumps(result, indent=2))
     atomic_write_json(out, result)
