@@ -102,3 +102,11 @@ def test_lightning_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(path)["state_dict"]["w"], torch.ones(3))  # the old, whole checkpoint
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """mkstemp creates 0600 files; results must be readable like any file the user creates."""
+    from redheart.io import FILE_MODE
+
+    path = atomic_write_json(tmp_path / "result.json", {"ok": True})
+    assert path.stat().st_mode & 0o777 == FILE_MODE

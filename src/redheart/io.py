@@ -16,6 +16,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _file_mode() -> int:
+    """What open() would give a new file under the current umask (mkstemp makes them 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)` to produce the file, then rename it to `path` atomically."""
     path = Path(path)
@@ -27,6 +37,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
