@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench bench-dedup bench-cache bench-memory isear-data clean-cache
+.PHONY: setup demo test lint bench bench-dedup bench-cache bench-memory bench-callbacks isear-data clean-cache
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,7 @@ isear-data: setup
 	@test -f "$(ISEAR)" || { echo "ISEAR not found at $(ISEAR): set ISEAR=/path/to/isear.csv"; exit 1; }
 	$(PY) train.py data=isear data.path=$(abspath $(ISEAR)) '~model'
 
-bench: bench-dedup bench-cache bench-memory
+bench: bench-dedup bench-cache bench-memory bench-callbacks
 
 bench-dedup: setup
 	$(PY) bench/dedup_bench.py
@@ -45,6 +45,11 @@ bench-cache: setup
 # One training step of the 730M `full` preset: peak RSS vs params x 16 B (needs ~12.5 GB RAM, ~1.5 min).
 bench-memory: setup
 	$(PY) bench/full_step_memory.py
+
+# Callback overhead on `small` epochs (~4 min) and the parameter-update monitor's cost at 730M (~1 min).
+bench-callbacks: setup
+	$(PY) bench/callback_overhead.py
+	$(PY) bench/param_monitor_cost.py
 
 clean-cache:
 	rm -rf data/*.prepared data/*.embedded.*.safetensors data/cache
