@@ -121,7 +121,7 @@ def test_dead_unit_fraction_counts_units_never_positive():
     assert monitor._handles == []
 
 
-def test_parameter_update_monitor_names_a_frozen_module(compose_cfg):
+def test_parameter_update_monitor_names_a_frozen_module(compose_cfg, monkeypatch):
     cfg = compose_cfg(*FAST, "trainer.max_epochs=1", "callbacks.parameter_updates.every_n_steps=5",
                       "+trainer.limit_train_batches=12", "+trainer.limit_val_batches=1")
     original = RedHeartLitModule.configure_optimizers
@@ -131,12 +131,9 @@ def test_parameter_update_monitor_names_a_frozen_module(compose_cfg):
             p.requires_grad_(False)
         return original(self)
 
-    RedHeartLitModule.configure_optimizers = freeze_empathy
-    try:
-        with pytest.warns(UserWarning, match=r"did not change in steps 0-5: phase\.empathy$"):
-            train(cfg)
-    finally:
-        RedHeartLitModule.configure_optimizers = original
+    monkeypatch.setattr(RedHeartLitModule, "configure_optimizers", freeze_empathy)
+    with pytest.warns(UserWarning, match=r"did not change in steps 0-5: phase\.empathy$"):
+        train(cfg)
 
 
 def test_gradient_norms_are_taken_before_clipping(compose_cfg, tmp_path):
@@ -147,7 +144,8 @@ def test_gradient_norms_are_taken_before_clipping(compose_cfg, tmp_path):
     assert total > 0.01  # clipped gradients would have a total norm of at most 0.001
 
 
-def _fail_when_batch_larger_than(limit: int):
+def fail_when_batch_larger_than(monkeypatch, limit: int) -> None:
+    """Make training_step raise CUDA's OOM error (the real exception type) for batches above `limit`."""
     original = RedHeartLitModule.training_step
 
     def training_step(self, batch, batch_idx):
@@ -155,17 +153,13 @@ def _fail_when_batch_larger_than(limit: int):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
         return original(self, batch, batch_idx)
 
-    return original, training_step
+    monkeypatch.setattr(RedHeartLitModule, "training_step", training_step)
 
 
-def test_oom_halves_the_micro_batch_and_doubles_accumulation(compose_cfg, tmp_path):
+def test_oom_halves_the_micro_batch_and_doubles_accumulation(compose_cfg, tmp_path, monkeypatch):
     cfg = compose_cfg(*FAST, "trainer.max_epochs=2", "data.batch_size=64")
-    original, failing = _fail_when_batch_larger_than(16)
-    RedHeartLitModule.training_step = failing
-    try:
-        metrics = train(cfg)
-    finally:
-        RedHeartLitModule.training_step = original
+    fail_when_batch_larger_than(monkeypatch, 16)
+    metrics = train(cfg)
     stats = json.loads((tmp_path / "run" / "oom_stats.json").read_text())
     assert [(s["batch_size"], s["accumulate_grad_batches"]) for s in stats] == [(64, 1), (32, 2)]
     assert stats[-1]["action"] == {"batch_size": 16, "accumulate_grad_batches": 4}  # effective batch stays 64
@@ -173,15 +167,11 @@ def test_oom_halves_the_micro_batch_and_doubles_accumulation(compose_cfg, tmp_pa
     assert metrics["epochs"] == 2 and metrics["steps"] == 2 * 20  # 1,240 records / 64 per optimizer step
 
 
-def test_oom_below_a_micro_batch_of_one_stops_with_a_clear_message(compose_cfg, tmp_path):
+def test_oom_below_a_micro_batch_of_one_stops_with_a_clear_message(compose_cfg, tmp_path, monkeypatch):
     cfg = compose_cfg(*FAST, "trainer.max_epochs=1", "data.batch_size=4")
-    original, failing = _fail_when_batch_larger_than(0)
-    RedHeartLitModule.training_step = failing
-    try:
-        with pytest.raises(OOMBackoffError, match=r"micro-batch 1 × accumulation 4, after 2 back-offs"):
-            train(cfg)
-    finally:
-        RedHeartLitModule.training_step = original
+    fail_when_batch_larger_than(monkeypatch, 0)
+    with pytest.raises(OOMBackoffError, match=r"micro-batch 1 × accumulation 4, after 2 back-offs"):
+        train(cfg)
     assert json.loads((tmp_path / "run" / "oom_stats.json").read_text())[-1]["action"] == "stop"
 
 
