@@ -201,6 +201,8 @@ def one_run(model: str, epochs: int, arm: str) -> dict:
             if manifest else [],
             "modular_epochs": [c["epoch"] for c in manifest["checkpoints"]] if manifest else [],
             "resume_checkpoint_bytes": resume[-1].stat().st_size if resume else None,
+            "resume_every_n_epochs": (cfg.callbacks.resume_checkpoint.every_n_epochs
+                                      if "resume_checkpoint" in (cfg.get("callbacks") or {}) else None),
         }
     return {"arm": arm, "overrides": overrides, "epochs": timer.epochs, "fit_total_s": total,
             "callbacks": captured.get("callbacks"), "params": metrics.get("parameters"),
@@ -317,7 +319,8 @@ def main() -> None:
             "epochs_saved_per_fit": with_runs[0]["modular_epochs"],
         },
         "resume_checkpoint": {"save_seconds_median": round(statistics.median(resume_save_s), 4) if resume_save_s else None,
-                              "bytes": with_runs[0]["resume_checkpoint_bytes"], "every_n_epochs": 1},
+                              "bytes": with_runs[0]["resume_checkpoint_bytes"],
+                              "every_n_epochs": with_runs[0]["resume_every_n_epochs"]},
         "per_arm": arms,
         "runs": [{k: r[k] for k in ("arm", "fit_total_s", "steps", "val_loss", "waited_s")} for r in runs],
     }
