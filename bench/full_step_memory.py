@@ -116,21 +116,30 @@ def _one_step(module_args: dict, batch_size: int, queue) -> None:
                                       if k in ("foreach", "fused", "capturable", "differentiable", "amsgrad")}})
 
 
+def result_path(name: str, preset: str, out: str | None) -> Path:
+    """bench/results/<name>.json for the full preset, <name>_<preset>.json for smoke runs (never overwritten)."""
+    return Path(out) if out else ROOT / "bench" / "results" / (f"{name}.json" if preset == "full" else f"{name}_{preset}.json")
+
+
+def run_in_child(target, *args) -> dict:
+    """Run target(*args, queue) in a fresh spawned process (its peak RSS is its own); return what it queued."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=target, args=(*args, queue))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="full", help="model preset (conf/model/*.yaml); small/tiny for a smoke test")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", default=None, help="default bench/results/full_step_memory[_<preset>].json")
     args = parser.parse_args()
-    out = args.out or ROOT / "bench" / "results" / ("full_step_memory.json" if args.model == "full"
-                                                    else f"full_step_memory_{args.model}.json")
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_one_step, args=(module_arguments(args.model), args.batch_size, queue))
-    child.start()
-    r = queue.get()
-    child.join()
+    out = result_path("full_step_memory", args.model, args.out)
+    r = run_in_child(_one_step, module_arguments(args.model), args.batch_size)
 
     gb = 1e9
     theory = r["params"] * BYTES_PER_PARAM

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import statistics
@@ -43,8 +42,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))  # `callbacks` package
 sys.path.insert(0, str(ROOT / "bench"))
 
-from full_step_memory import module_arguments, random_batch  # noqa: E402
+from full_step_memory import module_arguments, random_batch, result_path, run_in_child  # noqa: E402
 
+from callbacks.parameter_updates import modules_without_gradient  # noqa: E402
 from redheart.io import atomic_write_json  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -184,11 +184,7 @@ def _measure(module_args: dict, batch_size: int, repeats: int, queue) -> None:
     grad_check = []
     for _ in range(repeats):
         with Phase() as ph:
-            no_grad = set()
-            for m, names in members.items():
-                grads = [params[n].grad for n in names if params[n].grad is not None]
-                if not grads or float(torch.stack(torch._foreach_norm(grads)).sum()) == 0.0:
-                    no_grad.add(m)
+            no_grad = modules_without_gradient(params, members)
         grad_check.append(ph.seconds)
     out["grad_check_s"], out["modules_without_grad"] = grad_check, sorted(no_grad)
     out["peak_rss_bytes"] = rss_bytes()
@@ -203,15 +199,8 @@ def main() -> None:
     parser.add_argument("--every-n-steps", type=int, default=100, help="the monitor's window (conf: parameter_updates)")
     parser.add_argument("--out", default=None, help="default bench/results/param_monitor_cost[_<preset>].json")
     args = parser.parse_args()
-    out = args.out or ROOT / "bench" / "results" / ("param_monitor_cost.json" if args.model == "full"
-                                                    else f"param_monitor_cost_{args.model}.json")
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_measure, args=(module_arguments(args.model), args.batch_size, args.repeats, queue))
-    child.start()
-    r = queue.get()
-    child.join()
+    out = result_path("param_monitor_cost", args.model, args.out)
+    r = run_in_child(_measure, module_arguments(args.model), args.batch_size, args.repeats)
 
     med = statistics.median
     c = r["check"]

@@ -56,12 +56,7 @@ class ParameterUpdateMonitor(L.Callback):
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         if (trainer.global_step + 1) % self.every_n_steps:
             return  # only the step that closes a window checks gradients
-        params = dict(target_module(pl_module).named_parameters())
-        self._no_grad = set()
-        for module, names in self._members.items():
-            grads = [params[n].grad for n in names if params[n].grad is not None]
-            if not grads or float(torch.stack(torch._foreach_norm(grads)).sum()) == 0.0:
-                self._no_grad.add(module)
+        self._no_grad = modules_without_gradient(dict(target_module(pl_module).named_parameters()), self._members)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -91,6 +86,16 @@ class ParameterUpdateMonitor(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_ratios = dict(state_dict.get("last_ratios", {}))  # the window restarts at the resumed step
+
+
+def modules_without_gradient(params: dict[str, torch.Tensor], members: dict[str, list[str]]) -> set[str]:
+    """Modules none of whose parameters has a non-zero gradient (None counts as zero)."""
+    silent = set()
+    for module, names in members.items():
+        grads = [params[n].grad for n in names if params[n].grad is not None]
+        if not grads or float(torch.stack(torch._foreach_norm(grads)).sum()) == 0.0:
+            silent.add(module)
+    return silent
 
 
 def _has_submodule(net: torch.nn.Module, name: str) -> bool:
