@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench bench-dedup bench-cache bench-memory bench-callbacks isear-data clean-cache
+.PHONY: setup demo test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks isear-data clean-cache
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Hierarchical 5-5-5-5 LR sweep on the sample (small preset, 3 epochs per job; docs/sweeps.md).
+# The main run then takes the chosen LR: python train.py optim.lr='$${optimal_lr:<sweep dir>}'
+SWEEP_ARGS ?= trainer.max_epochs=3
+sweep: setup
+	$(PY) train.py -m hydra/sweeper=hierarchical_lr callbacks=sweep task_name=lr_sweep $(SWEEP_ARGS)
 
 # Data pipeline on ISEAR (../shared/data/isear/isear.csv; override with ISEAR=path).
 ISEAR ?= ../shared/data/isear/isear.csv

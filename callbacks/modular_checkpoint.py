@@ -30,6 +30,7 @@ from callbacks.dead_units import DeadUnitMonitor
 from callbacks.gradient_norms import GradientNormMonitor
 from callbacks.module_groups import ModuleGroups, target_module
 from callbacks.param_sampling import ParameterSampler
+from callbacks.train_loss import epoch_train_loss
 from redheart.io import atomic_write_json, atomic_write_with, sha256_file
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -154,7 +155,7 @@ class ModularCheckpoint(L.Callback):
         out = {
             "epoch": epoch, "global_step": trainer.global_step,
             "lr": [g["lr"] for g in optimizer.param_groups] if optimizer else None,
-            "train_loss": logged.get("train/loss_epoch", logged.get("train/loss")), "val_loss": logged.get("val/loss"),
+            "train_loss": epoch_train_loss(trainer, pl_module), "val_loss": logged.get("val/loss"),
             "val": val, "modules": modules, "groups": groups, "ema": ema,
             "weights_evaluated": "ema" if ema else "raw",  # EMAWeightAveraging validates with the EMA weights
             "wall_time_s": now - self._interval_start, "elapsed_s": now - self._fit_start,

@@ -66,6 +66,19 @@ def test_crashes_in_epochs_1_3_5_resume_to_the_uninterrupted_result(tmp_path):
     for group, stats in groups_a.items():
         for key in ("grad_norm_mean", "grad_norm_max", "grad_steps", "update_ratio", "param_norm"):
             assert stats[key] == pytest.approx(groups_b[group][key], rel=1e-6), (group, key)
+    # EpochHistory: every epoch once, in order, with the straight run's losses and gradient statistics
+    history_a = json.loads((straight / "run" / "epoch_history.json").read_text())
+    history_b = json.loads((crashed / "run" / "epoch_history.json").read_text())
+    assert history_a["initial_param_sha256"] == history_b["initial_param_sha256"] is not None
+    assert [r["epoch"] for r in history_b["epochs"]] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(history_a["epochs"], history_b["epochs"], strict=True):
+        for key in ("train_loss", "val_loss", "lr", "efficiency", "stability"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), (a["epoch"], key)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-6)
+    # the modular metrics carry the same epoch's train loss as the epoch records (not the previous epoch's)
+    for epoch in (2, 4, 6):
+        modular = json.loads((crashed / "run" / "modular" / f"metrics_epoch_{epoch:03d}.json").read_text())
+        assert modular["train_loss"] == pytest.approx(history_b["epochs"][epoch - 1]["train_loss"], rel=1e-6)
 
 
 def test_a_kill_during_a_write_leaves_no_file_that_looks_valid(tmp_path, monkeypatch):

@@ -147,6 +147,16 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return dict(sorted(out.items()))
 
 
+def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
+    """The fit metric a sweeper optimises (`optimized_metric`), e.g. val/loss; None when not set."""
+    if not name:
+        return None
+    fit = metrics.get("fit", {})
+    if name not in fit:
+        raise KeyError(f"optimized_metric={name!r} is not among the fit metrics: {sorted(fit)}")
+    return fit[name]
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured pipeline; return its metrics (data counts, parameters, fit and test metrics)."""
     L.seed_everything(cfg.seed, workers=True)

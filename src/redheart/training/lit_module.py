@@ -13,6 +13,7 @@ import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MeanMetric
 
 from redheart.model.net import MODULE_TASKS
 from redheart.training.losses import multitask_loss, symmetric_kl
@@ -48,6 +49,9 @@ class RedHeartLitModule(L.LightningModule):
         self.val_metrics = TaskMetrics(num_classes, num_bentham, MODULE_TASKS)
         self.test_metrics = TaskMetrics(num_classes, num_bentham, MODULE_TASKS)
         self.confusion: dict[str, list[list[int]]] = {}  # last epoch's confusion matrix per stage
+        # The epoch's mean train loss, readable during validation: Lightning only aggregates the logged
+        # `train/loss_epoch` after validation, so callbacks running at validation end would see the previous epoch's.
+        self.epoch_train_loss = MeanMetric()
 
     def forward(self, embedding: torch.Tensor) -> dict:
         return self.net(embedding)
@@ -69,7 +73,11 @@ class RedHeartLitModule(L.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         self.log_dict({f"train/loss/{k}": v for k, v in parts.items()}, on_step=False, on_epoch=True, batch_size=size)
         self.train_metrics.update(out, batch)
+        self.epoch_train_loss.update(loss.detach(), weight=size)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_train_loss.reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics("train", self.train_metrics)
