@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks isear-data clean-cache
+.PHONY: setup demo tensorboard test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume isear-data clean-cache
 
 setup: $(VENV)/.installed
 
@@ -17,9 +17,15 @@ $(VENV)/.installed: pyproject.toml scripts/install_torch.sh
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Main job on the bundled sample data (today: the data pipeline up to the first batch).
+# The whole pipeline on the bundled sample (src/redheart/demo.py): data report, a short hierarchical LR
+# sweep, the 60-epoch main run, sweet spots, crossover, evaluation, final_report.md. DEMO_ARGS go to train.py.
+DEMO_ARGS ?=
 demo: setup
-	$(PY) train.py
+	$(PY) -m redheart.demo $(DEMO_ARGS)
+
+# TensorBoard over every run under outputs/
+tensorboard: setup
+	$(VENV)/bin/tensorboard --logdir outputs
 
 # The test suite. pytest exits 5 when it collects no test; that is not a failure of the code.
 test: setup
@@ -40,7 +46,7 @@ isear-data: setup
 	@test -f "$(ISEAR)" || { echo "ISEAR not found at $(ISEAR): set ISEAR=/path/to/isear.csv"; exit 1; }
 	$(PY) train.py data=isear data.path=$(abspath $(ISEAR)) '~model'
 
-bench: bench-dedup bench-cache bench-memory bench-callbacks
+bench: bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume
 
 bench-dedup: setup
 	$(PY) bench/dedup_bench.py
@@ -56,6 +62,18 @@ bench-memory: setup
 bench-callbacks: setup
 	$(PY) bench/callback_overhead.py
 	$(PY) bench/param_monitor_cost.py
+
+# analyze.py on 30 synthetic full-preset checkpoints (metrics files only): seconds per process.
+bench-analysis: setup
+	$(PY) bench/analysis_speed.py
+
+# Crossover assembly of the full preset from a synthetic 30-checkpoint bf16 run (writes ~44 GB to a temp dir, ~6 min).
+bench-crossover: setup
+	$(PY) bench/crossover_memory.py
+
+# SIGKILL a tiny run at 12 moments (inside writes, the last.ckpt relink, random times), resume each time (~1.5 min).
+bench-kill-resume: setup
+	$(PY) bench/kill_resume.py
 
 clean-cache:
 	rm -rf data/*.prepared data/*.embedded.*.safetensors data/cache

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
@@ -19,6 +21,7 @@ register_resolver()  # ${optimal_lr:PATH}: the LR an LR sweep chose (docs/sweeps
 
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from callbacks.nan_guard import NonFiniteLossError
     from callbacks.oom_backoff import OOMBackoffError
     from redheart.data.errors import DataError
     from redheart.model.summary import ParameterCountError
@@ -26,9 +29,16 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         return optimized_value(train(cfg), cfg.get("optimized_metric"))  # a value for Optuna-style sweepers
-    except (DataError, ParameterCountError, ResumeError, OOMBackoffError,
+    except (DataError, ParameterCountError, ResumeError, OOMBackoffError, NonFiniteLossError,
             InterpolationResolutionError) as err:  # the message says what and where; a traceback adds nothing
         logging.getLogger("train").error("%s: %s", type(err).__name__, err)
+        if isinstance(err, NonFiniteLossError) and HydraConfig.get().mode == RunMode.MULTIRUN:
+            # A diverging LR is a result of a sweep, not a failure of it: the job ends normally, its
+            # nan_event.json marks it diverged (never chosen), and the other jobs and optimal_lr.json go on.
+            # A sweeper that optimises a value (Optuna) gets the error and records a failed trial.
+            if cfg.get("optimized_metric"):
+                raise
+            return None
         raise SystemExit(2) from None
 
 

@@ -73,8 +73,9 @@ class EpochHistory(L.Callback):
             return
         logged = trainer.callback_metrics
         norms = torch.stack(self._norms).double().cpu() if self._norms else torch.zeros(0, dtype=torch.float64)
-        grad = ({"mean": float(norms.mean()), "std": float(norms.std(unbiased=False)), "min": float(norms.min()),
-                 "max": float(norms.max()), "steps": len(norms)} if len(norms) else None)
+        grad = ({"mean": _finite_or_none(norms.mean()), "std": _finite_or_none(norms.std(unbiased=False)),
+                 "min": _finite_or_none(norms.min()), "max": _finite_or_none(norms.max()), "steps": len(norms)}
+                if len(norms) else None)
         raw_train_loss = epoch_train_loss(trainer, pl_module)
         train_loss = _finite_or_none(raw_train_loss)
         first = self.records[0]["train_loss"] if self.records else train_loss
@@ -88,7 +89,7 @@ class EpochHistory(L.Callback):
                     if k.startswith("val/") and not k.startswith("val/module/")},
             "grad_norm": grad,
             "efficiency": (first - train_loss) / first if first and train_loss is not None else None,
-            "stability": 1.0 / (1.0 + grad["std"]) if grad and math.isfinite(grad["std"]) else None,
+            "stability": 1.0 / (1.0 + grad["std"]) if grad and grad["std"] is not None else None,
             "time_s": time.monotonic() - self._epoch_start,
             # a non-finite loss is stored as null (JSON has no NaN); this flag keeps the fact
             "finite": all(v is None or math.isfinite(float(v)) for v in (raw_train_loss, logged.get("val/loss"))),

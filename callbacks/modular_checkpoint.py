@@ -31,7 +31,7 @@ from callbacks.gradient_norms import GradientNormMonitor
 from callbacks.module_groups import ModuleGroups, target_module
 from callbacks.param_sampling import ParameterSampler
 from callbacks.train_loss import epoch_train_loss
-from redheart.io import atomic_write_json, atomic_write_with, sha256_file
+from redheart.io import atomic_write_json, atomic_write_with, nulls_for_non_finite, sha256_file
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 FORMAT = "redheart-modular-v1"
@@ -110,7 +110,7 @@ class ModularCheckpoint(L.Callback):
             path = atomic_write_with(folder / f"{group}.safetensors", lambda tmp, t=tensors, m=meta: save_file(t, tmp, m))
             files[group] = {"path": str(path.relative_to(self.dirpath)), "bytes": path.stat().st_size,
                             "sha256": sha256_file(path), "tensors": len(tensors)}
-        metrics_path = atomic_write_json(self.dirpath / f"metrics_epoch_{epoch:03d}.json", metrics)
+        metrics_path = atomic_write_json(self.dirpath / f"metrics_epoch_{epoch:03d}.json", nulls_for_non_finite(metrics))
         manifest = self.read_manifest()
         manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["epoch"] != epoch] + [{
             "epoch": epoch, "files": files, "metrics": metrics_path.name,
@@ -157,6 +157,7 @@ class ModularCheckpoint(L.Callback):
             "lr": [g["lr"] for g in optimizer.param_groups] if optimizer else None,
             "train_loss": epoch_train_loss(trainer, pl_module), "val_loss": logged.get("val/loss"),
             "val": val, "modules": modules, "groups": groups, "ema": ema,
+            "val_confusion": getattr(pl_module, "confusion", {}).get("val"),  # confusion-matrix stability (analysis)
             "weights_evaluated": "ema" if ema else "raw",  # EMAWeightAveraging validates with the EMA weights
             "wall_time_s": now - self._interval_start, "elapsed_s": now - self._fit_start,
             "peak_rss_bytes": peak_rss_bytes(),

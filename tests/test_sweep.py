@@ -163,3 +163,38 @@ def test_ema_warmup_follows_early_steps_then_settles_at_the_decay():
     for r, w in zip(reference, warm.module.parameters(), strict=True):
         assert torch.allclose(r, w, atol=1e-5)
     assert warmup_decay(0.99, 5) == pytest.approx(6 / 15) and warmup_decay(0.99, 10_000) == 0.99
+
+
+def test_final_report_links_the_sweep_the_run_took_its_lr_from(tmp_path):
+    from redheart.crossover.report import _find_lr_sweep
+
+    sweep = tmp_path / "outputs" / "lr_sweep" / "multiruns" / "s1"
+    sweep.mkdir(parents=True)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"lr_source": "${optimal_lr:outputs/lr_sweep/multiruns/s1}",
+                                              "cwd": str(tmp_path)}))
+    assert _find_lr_sweep(run) == sweep / "optimal_lr.json"
+    (run / "run.json").write_text(json.dumps({"lr_source": 0.0001, "cwd": str(tmp_path)}))
+    assert _find_lr_sweep(run) == "none: optim.lr=0.0001 was set in the config"
+
+
+def test_non_finite_values_are_written_as_null():
+    from redheart.io import nulls_for_non_finite
+
+    assert nulls_for_non_finite({"a": math.nan, "b": [1.0, math.inf, {"c": -math.inf}], "d": 2, "e": "x"}) == \
+        {"a": None, "b": [1.0, None, {"c": None}], "d": 2, "e": "x"}
+
+
+def test_a_job_stopped_by_the_nan_guard_is_recorded_as_diverged_and_never_chosen(tmp_path):
+    from redheart.sweep.records import job_entry
+
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "epoch_history.json").write_text(json.dumps({"epochs": entry(1e-2, [2.0, 1.0])["epochs"]}))
+    (job / "nan_event.json").write_text(json.dumps({"step": 17, "epoch": 3, "cause": "loss part emotion is NaN"}))
+    cfg = OmegaConf.create({"optim": {"lr": 1e-2}, "model": {}, "trainer": {}})
+    diverged = job_entry(cfg, job, tmp_path, "completed")
+    assert diverged["status"] == "diverged" and "step 17" in diverged["error"]
+    sel = select([diverged, entry(1e-4, [2.0, 1.5])])
+    assert sel.best_lr == 1e-4 and "diverged" in sel.unscored[1e-2] and "step 17" in sel.unscored[1e-2]

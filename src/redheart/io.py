@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -78,3 +79,31 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 
 def sha256_text(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, label: str | None = None) -> Any:
+    """A JSON file's content; a missing, unreadable or malformed file raises `error` with one line naming
+    it (`label`, e.g. "thresholds=x.json", defaults to the path) and what is wrong, never a decoder traceback."""
+    label = label or str(path)
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{label}: file not found") from None
+    except OSError as err:
+        raise error(f"{label}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{label}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise error(f"{label}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+
+
+def nulls_for_non_finite(obj: Any) -> Any:
+    """`obj` with every NaN/inf float (at any depth of dicts and lists) replaced by None: JSON has no NaN,
+    and a diverged run's metrics must still be written (readers treat null as non-finite)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: nulls_for_non_finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nulls_for_non_finite(v) for v in obj]
+    return obj

@@ -72,6 +72,21 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
         last = output_dir / "checkpoints" / "last.ckpt"
         if last.exists():
             return str(last)
+        # Lightning saves resume-epoch=N.ckpt, deletes N-1 (last.ckpt now dangles), then removes and relinks
+        # last.ckpt: a kill in between leaves no last.ckpt, and restarting from scratch would lose every
+        # epoch (tests/test_kill_resume.py kills there). Files under a .ckpt name are whole (AtomicCheckpointIO
+        # renames only complete ones), so the newest one is the latest state. The link is finished here, as
+        # Lightning would have: resuming from the file itself would make Lightning keep it forever.
+        saved = [p for p in (output_dir / "checkpoints").glob("*.ckpt") if p.is_file()]
+        if saved:
+            newest = max(saved, key=lambda p: p.stat().st_mtime_ns)
+            log.warning("ckpt_path=last: %s is missing (killed while Lightning relinked it); linking it to %s",
+                        last, newest.name)
+            tmp = last.with_name(f".{last.name}.relink.tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(newest.name)
+            tmp.replace(last)  # atomic, over a dangling link too
+            return str(last)
         if not (output_dir / "run.json").is_file():
             raise ResumeError(f"ckpt_path=last, but there is no run in {output_dir}: pass the run's run_name (its "
                               "folder name under outputs/<task_name>/runs/) or a checkpoint path")
@@ -96,6 +111,9 @@ def describe_run(cfg: DictConfig, output_dir: Path, parameters: dict[str, Any]) 
     """run.json: what produced this folder (resolved config, git commit, parameter table)."""
     atomic_write_json(output_dir / "run.json", {
         "config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit(Path(cfg.paths.root_dir)),
+        # where the LR came from: a number, or ${optimal_lr:<sweep>} (the final report links that sweep)
+        "lr_source": OmegaConf.to_container(cfg.optim, resolve=False).get("lr"),
+        "cwd": str(Path.cwd()),
         "torch": torch.__version__, "lightning": L.__version__, "parameters": parameters,
     })
 

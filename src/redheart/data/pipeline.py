@@ -126,6 +126,13 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
     validated = validate_records(raw, schema, str(path), TextCleaning.from_config(settings.clean), settings.max_text_chars)
     if validated.problems and settings.on_invalid == "error":
         raise DataValidationError(validated.problems, validated.n_read)
+    if not validated.records:  # skip mode with nothing valid: say so here, not as a split error later
+        first = "\n".join(f"  - {p}" for p in validated.problems[:5])
+        raise DataFileError(path, f"no valid record: all {validated.n_read} records are invalid; the first "
+                                  f"problems:\n{first}")
+    if validated.ignored_fields:
+        log.info("%s: fields outside the schema, ignored (check for typos): %s", path,
+                    _json_safe(dict(validated.ignored_fields.most_common(10))))
     t_valid = time.perf_counter()
 
     records = validated.records
@@ -197,16 +204,20 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
     atomic_write_jsonl(out_dir / "records.jsonl", rows)
     atomic_write_jsonl(out_dir / "quarantine.jsonl", _json_safe(validated.quarantined))
     atomic_write_jsonl(out_dir / "near_duplicates.jsonl", near_dups)
+    report = _json_safe(report)  # ignored field names come from the file and may hold lone surrogates
     atomic_write_json(out_dir / "report.json", report)  # written last: its presence marks a complete folder
     return report
 
 
 def _json_safe(value: Any) -> Any:
-    """Quarantined records may hold NaN/inf (that is why they were quarantined): store them as text."""
+    """Quarantined records may hold NaN/inf or lone surrogates ("\\ud800", valid JSON but not
+    encodable as UTF-8): that is why they were quarantined. Store them as text."""
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {(_json_safe(k) if isinstance(k, str) else k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_json_safe(v) for v in value]
     return value

@@ -28,12 +28,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from redheart.data.errors import DataFileError
-from redheart.data.sources import RawRecord
+from redheart.data.sources import RawRecord, foreign_bom
 from redheart.schema import TaskSchema
 
 _QUOTING = {"none": csv.QUOTE_NONE, "minimal": csv.QUOTE_MINIMAL}
@@ -129,25 +129,48 @@ class TableAdapter:
             text = raw.decode(self.cfg.get("encoding", "utf-8-sig"))
         except UnicodeDecodeError as err:
             line = raw[: err.start].count(b"\n") + 1
-            raise DataFileError(path, f"invalid {err.encoding} at byte {err.start} (line {line}): {err.reason}") from None
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.sep, quoting=self.quoting)
+            bom = foreign_bom(raw[:4])
+            hint = f"; the file is {bom} (byte-order mark): save it as UTF-8 or set data.table.encoding" if bom else ""
+            raise DataFileError(
+                path, f"invalid {err.encoding} at byte {err.start} (line {line}): {err.reason}{hint}") from None
+        # strict: an unclosed quote raises instead of silently swallowing every row up to the end of the file
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.sep, quoting=self.quoting, strict=True)
+        rows = self._rows(path, reader)
         try:
-            header = next(reader)
+            header = next(rows)[1]
         except StopIteration:
             raise DataFileError(path, "file holds no header line") from None
         missing_cols = [c for c in self._referenced_columns() if c not in header]
         if missing_cols:
             raise DataFileError(path, f"columns {missing_cols} named in data.table are not in the header {header}")
+        repeated = sorted({c for c in self._referenced_columns() if header.count(c) > 1})
+        if repeated:  # a dict row would silently keep only the last of the same-named columns
+            raise DataFileError(path, f"columns {repeated} named in data.table appear more than once in the header")
         records = []
-        end_of_previous = reader.line_num
-        for fields in reader:
-            first_line, end_of_previous = end_of_previous + 1, reader.line_num  # a quoted row may span lines
+        for first_line, fields in rows:
             if not any(f.strip() for f in fields):
                 continue
             records.append(self._to_record(len(records), first_line, header, fields))
         if not records:
             raise DataFileError(path, "file holds a header but no rows")
         return records
+
+    @staticmethod
+    def _rows(path: Path, reader: Any) -> Iterator[tuple[int, list[str]]]:
+        """(line where the row starts, fields); a quoted row may span lines. A CSV syntax error
+        (an unclosed quote, text after a closing quote, a cell over the csv module's 131072-character
+        limit) stops the read with the row's line instead of a traceback from the csv module."""
+        end_of_previous = 0
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                raise DataFileError(path, f"CSV syntax error in the row starting at line {end_of_previous + 1}: "
+                                          f"{err}") from None
+            first_line, end_of_previous = end_of_previous + 1, reader.line_num
+            yield first_line, fields
 
     def _referenced_columns(self) -> list[str]:
         cols = [c for c in self.columns.values() if c]

@@ -19,6 +19,8 @@ from redheart.data.errors import Problem
 from redheart.data.sources import RawRecord
 from redheart.schema import METADATA_FIELDS, Record, TaskSchema
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+EMOTIONS_FIELDS = {"intensity", "primary", "secondary"}
 KNOWN_FIELDS = {
     "id", "text", "label", "emotions", "regret_factor", "bentham_scores", "surd_metrics", "metadata", *METADATA_FIELDS,
 }
@@ -73,6 +75,29 @@ class ValidationResult:
     @property
     def n_read(self) -> int:
         return len(self.records) + len(self.quarantined)
+
+
+def _json_type(value: Any) -> str:
+    """Python's type name, except `null` for None (the only case where they differ confusingly)."""
+    return "null" if value is None else type(value).__name__
+
+
+def _surrogate_paths(value: Any, path: str = "") -> list[str]:
+    """Where a record holds a lone surrogate (JSON allows the escape "\\ud800"): such a string
+    cannot be encoded as UTF-8, so writing the record (or embedding its text) would crash later."""
+    if isinstance(value, str):
+        return [path or "<record>"] if _SURROGATE.search(value) else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _SURROGATE.search(str(key)):
+                found.append(f"{path or '<record>'} key {key!r}")  # repr escapes it: the message stays writable
+                key = repr(key)
+            found += _surrogate_paths(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _surrogate_paths(item, f"{path}[{i}]")
+    return found
 
 
 def _is_number(value: Any) -> bool:
@@ -155,13 +180,17 @@ def validate_records(
             check.fail(field_name, rule)
 
         record = None
-        if data is None:
+        if data is None and raw.problems:
             pass  # unparsable: its problem is already recorded
-        elif not isinstance(data, dict):
-            check.fail("<record>", f"must be a JSON object, got {type(data).__name__}")
+        elif not isinstance(data, dict):  # a JSON `null` record too: it must not vanish without a problem
+            check.fail("<record>", f"must be a JSON object, got {_json_type(data)}")
         else:
+            for path in _surrogate_paths(data):
+                check.fail(path, "holds an unpaired UTF-16 surrogate escape (such as \\ud800): not valid Unicode")
             record = _check_fields(check, data, schema, cleaning, max_text_chars, k, first_seen_id)
             ignored.update(key for key in data if key not in KNOWN_FIELDS)
+            if isinstance(data.get("emotions"), dict):  # a typo such as `intensty` is reported, not lost
+                ignored.update(f"emotions.{key}" for key in data["emotions"] if key not in EMOTIONS_FIELDS)
 
         if check.problems or record is None:
             all_problems.extend(check.problems)

@@ -8,13 +8,12 @@ folder: recording the same job twice (the Hydra callback in a worker, then the s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
-from redheart.io import atomic_write_json
+from redheart.io import atomic_write_json, read_json
 
 FORMAT = "redheart-lr-sweep-v1"
 
@@ -32,10 +31,7 @@ class CumulativeResults:
         """All entries (an absent file is an empty sweep)."""
         if not self.path.is_file():
             return []
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SweepFileError(f"{self.path}: not valid JSON ({err})") from None
+        data = read_json(self.path, SweepFileError)
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), list):
             raise SweepFileError(f"{self.path}: field 'format' must be {FORMAT!r} with a list 'entries'")
         return data["entries"]

@@ -7,7 +7,6 @@ The main run starts with the chosen LR through the `optimal_lr` resolver (regist
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from redheart.io import atomic_write_json
+from redheart.io import atomic_write_json, read_json
 from redheart.sweep.cumulative import CumulativeResults
 from redheart.sweep.score import Selection, select
 
@@ -78,12 +77,9 @@ def read_optimal_lr(path: str | Path) -> float:
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise OptimalLRError(f"{path}: no such file (run an LR sweep first: docs/sweeps.md)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise OptimalLRError(f"{path}: not valid JSON ({err})") from None
+    if not path.is_file():
+        raise OptimalLRError(f"{path}: no such file (run an LR sweep first: docs/sweeps.md)")
+    data = read_json(path, OptimalLRError)
     lr = data.get("lr") if isinstance(data, dict) else None
     if not isinstance(lr, (int, float)) or lr <= 0:
         raise OptimalLRError(f"{path}: field 'lr' holds no chosen learning rate ({lr!r})")

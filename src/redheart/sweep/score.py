@@ -54,7 +54,7 @@ class Selection:
 
 def job_criteria(entry: dict[str, Any], last_k: int = 3) -> dict[str, float] | str:
     """The four criteria of one job, or why it cannot be scored."""
-    if entry.get("status") != "completed":
+    if entry.get("status") != "completed":  # failed, or diverged (stopped by the NaN guard)
         return f"job {entry.get('status')}" + (f": {entry['error']}" if entry.get("error") else "")
     epochs = entry.get("epochs") or []
     if not epochs:

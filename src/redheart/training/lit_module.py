@@ -52,6 +52,8 @@ class RedHeartLitModule(L.LightningModule):
         # The epoch's mean train loss, readable during validation: Lightning only aggregates the logged
         # `train/loss_epoch` after validation, so callbacks running at validation end would see the previous epoch's.
         self.epoch_train_loss = MeanMetric()
+        # The last training step's loss parts (detached): what callbacks/nan_guard.py names when the loss is NaN.
+        self.last_train_losses: dict[str, torch.Tensor] = {}
 
     def forward(self, embedding: torch.Tensor) -> dict:
         return self.net(embedding)
@@ -69,6 +71,7 @@ class RedHeartLitModule(L.LightningModule):
             consistency = symmetric_kl(out["final"]["emotion"], out_b["final"]["emotion"])
             loss = 0.5 * (loss + loss_b) + self.hparams.rdrop["alpha"] * consistency
             parts["rdrop_kl"] = consistency.detach()
+        self.last_train_losses = parts
         size = len(batch["label"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         self.log_dict({f"train/loss/{k}": v for k, v in parts.items()}, on_step=False, on_epoch=True, batch_size=size)

@@ -1,0 +1,248 @@
+"""Peak memory of the crossover assembly on a synthetic 30-checkpoint run of the `full` preset.
+
+    python bench/crossover_memory.py [--model full|small|tiny] [--epochs 30] [--dir /tmp/...] [--keep]
+
+1. A child process writes a synthetic run: run.json (the composed `model=<preset>` config), and 30
+   modular checkpoints (epochs 2, 4, ..., 60) written by the real ModularCheckpoint in bfloat16, raw
+   weights only (no EMA: 730,466,848 params x 2 B x 30 = 43.8 GB on disk for `full`). Each epoch's
+   weights differ (a base draw plus an epoch offset), so every file has its own sha256.
+2. Each group takes a different epoch (seed 004's example epochs), so the assembly reads 9 checkpoints.
+3. Three fresh children (spawn; each peak RSS, ru_maxrss, is its own):
+   - ours: `crossover_and_evaluate(..., evaluation disabled)`, what combine.py runs: manifest, sha256
+     of the 9 files, header-only validation against the meta-device model, then one group at a time
+     read lazily (safetensors, pread) and kept in its stored dtype, one save_file, provenance.json;
+   - naive: what seed 002/003's ParameterCrossover does with whole checkpoints: for each group, load
+     its epoch's whole checkpoint (every group file, every tensor read into memory as torch.load of
+     the seed's .pt files does: safetensors load_file with the pread backend), keep that group's
+     tensors, drop the rest; then one save_file of the assembled dict (no model is built: in the
+     seed's version the fp32 model comes on top). With the default mmap backend load_file would be
+     lazy too (untouched tensors never become resident): safetensors already avoids the worst case;
+   - into_model (for information, what the evaluation does per candidate): build the fp32 model and
+     copy the same assembly into it group by group.
+   Ours and naive must produce identical tensors (checked tensor by tensor).
+"One model's weights" is the parameter bytes in the stored dtype (bf16: 2 B per parameter); the goal
+is ours ≤ 1.3x that, interpreter and imports included. Figures go to stdout and
+bench/results/crossover_memory.json (other presets: crossover_memory_<preset>.json). The synthetic run
+is deleted at the end unless --keep. IO-heavy: ~45 GB written, ~4.5 GB read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # `callbacks` package
+sys.path.insert(0, str(ROOT / "bench"))
+
+from full_step_memory import result_path, run_in_child  # noqa: E402
+
+from redheart.io import atomic_write_json  # noqa: E402
+
+GOAL = 1.3
+# seed 004's example epochs (backbone 44, heads 40, analyzers 46), then others spread over the run
+EPOCHS_BY_GROUP = {"backbone": 44, "heads": 40, "neural_analyzers": 46, "dsp_kalman": 38, "advanced_emotion": 50,
+                   "advanced_regret": 36, "advanced_bentham": 52, "advanced_surd": 42, "phase": 48}
+
+
+def memory() -> dict:
+    """RSS now and the process's peak RSS so far, in bytes, from /proc/self/status (VmRSS, VmHWM).
+
+    VmHWM, not ru_maxrss: a spawned child is fork + exec, and Linux carries ru_maxrss across exec, so
+    the child's ru_maxrss starts at the parent's RSS at fork time; VmHWM belongs to the new address space.
+    """
+    fields = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) * 1024
+    return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
+
+
+def composed_config(preset: str, run_dir: Path) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+
+    os.environ.setdefault("REDHEART_ROOT", str(ROOT))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={preset}"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _generate(run_dir: str, config: dict, epochs: list[int], queue) -> None:
+    """Write run.json, metrics.json and one bf16 modular checkpoint per epoch with the real writer."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from callbacks.modular_checkpoint import ModularCheckpoint
+    from redheart.crossover.rebuild import build_net
+
+    run = Path(run_dir)
+    atomic_write_json(run / "run.json", {"config": config})
+    atomic_write_json(run / "metrics.json", {"embedding_dim": 384})
+    net = build_net(OmegaConf.create(config), 384, device="meta")
+    writer = ModularCheckpoint(str(run / "modular"), config["module_groups"], dtype="bfloat16", save_ema=False)
+    writer._group_names = {g: list(m) for g, m in writer.module_groups.partition(net.named_parameters()).items()}
+    generator = torch.Generator().manual_seed(0)
+    base = {n: torch.randn(t.shape, generator=generator).to(torch.bfloat16) for n, t in net.state_dict().items()}
+    started = time.perf_counter()
+    for epoch in epochs:
+        state = {n: t + epoch * 0.01 for n, t in base.items()}
+        writer._write(epoch, state, None, {"epoch": epoch, "weights_evaluated": "raw"})
+        del state
+    params = sum(t.numel() for t in base.values())
+    queue.put({"params": params, "seconds": time.perf_counter() - started,
+               "bytes": sum(p.stat().st_size for p in (run / "modular").rglob("*.safetensors"))})
+
+
+def _ours(run_dir: str, out_dir: str, queue) -> None:
+    import torch  # noqa: F401  (the interpreter baseline of both approaches)
+
+    from redheart.crossover.run import crossover_and_evaluate
+
+    stages = {"import": memory()}
+    started = time.perf_counter()
+    result = crossover_and_evaluate({**EPOCHS_BY_GROUP, "weights": "raw"}, {"enabled": False}, Path(run_dir), None,
+                                    Path(out_dir))
+    stages["done"] = memory()
+    queue.put({"seconds": time.perf_counter() - started, "stages": stages, "output": result["crossover"],
+               "tensors": result["tensor_count"]})
+
+
+def _naive(run_dir: str, out_path: str, queue) -> None:
+    import torch  # noqa: F401
+    from safetensors.torch import load_file, save_file
+
+    stages = {"import": memory()}
+    started = time.perf_counter()
+    manifest = json.loads((Path(run_dir) / "modular" / "manifest.json").read_text())
+    by_epoch = {c["epoch"]: c for c in manifest["checkpoints"]}
+    assembled = {}
+    for group, epoch in EPOCHS_BY_GROUP.items():
+        whole = {}
+        for info in by_epoch[epoch]["files"].values():  # the whole checkpoint of that epoch, read into memory
+            whole.update(load_file(str(Path(run_dir) / "modular" / info["path"]), backend="pread"))
+        prefixes = tuple(manifest["groups"][group])
+        assembled.update({k[len("raw/"):]: v for k, v in whole.items()
+                          if any(k[len("raw/"):] == p or k[len("raw/"):].startswith(p + ".") for p in prefixes)})
+        del whole
+        stages[f"after_{group}"] = memory()
+    save_file(assembled, out_path)
+    stages["done"] = memory()
+    queue.put({"seconds": time.perf_counter() - started, "stages": stages, "tensors": len(assembled)})
+
+
+def _into_model(run_dir: str, queue) -> None:
+    import torch
+
+    from redheart.crossover.assemble import expected_tensors, load_into, plan_assembly
+    from redheart.crossover.checkpoints import RunCheckpoints
+    from redheart.crossover.rebuild import build_net, run_config
+
+    stages = {"import": memory()}
+    started = time.perf_counter()
+    checkpoints = RunCheckpoints(run_dir)
+    cfg = run_config(checkpoints.run_dir)
+    net = build_net(cfg, 384, device="cpu")
+    stages["model"] = memory()
+    plan = plan_assembly(checkpoints, {g: (e,) for g, e in EPOCHS_BY_GROUP.items()}, "raw",
+                         expected_tensors(net))
+    load_into(net, checkpoints, plan)
+    stages["done"] = memory()
+    model_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    queue.put({"seconds": time.perf_counter() - started, "stages": stages, "model_bytes": model_bytes,
+               "dtype": str(next(net.parameters()).dtype), "torch": torch.__version__})
+
+
+def same_tensors(a: str, b: str) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(a, "pt", backend="pread") as fa, safe_open(b, "pt", backend="pread") as fb:
+        keys = set(fa.keys())  # noqa: SIM118 (safe_open is not iterable)
+        if keys != set(fb.keys()):  # noqa: SIM118
+            return False
+        import torch
+
+        return all(torch.equal(fa.get_tensor(k), fb.get_tensor(k)) for k in sorted(keys))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="full", help="model preset; small/tiny for a smoke test")
+    parser.add_argument("--epochs", type=int, default=30, help="checkpoints 2, 4, ..., 2N (default 30: up to 60)")
+    parser.add_argument("--dir", default=None, help="where the synthetic run goes (default: a temp dir in /tmp)")
+    parser.add_argument("--keep", action="store_true", help="keep the synthetic run")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.epochs * 2 < max(EPOCHS_BY_GROUP.values()):
+        parser.error(f"--epochs must reach epoch {max(EPOCHS_BY_GROUP.values())}")
+    out = result_path("crossover_memory", args.model, args.out)
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="crossover_memory_"))
+    run_dir = work / "run"
+    gb = 1e9
+    try:
+        epochs = list(range(2, 2 * args.epochs + 1, 2))
+        t0 = time.perf_counter()
+        generated = run_in_child(_generate, str(run_dir), composed_config(args.model, run_dir), epochs)
+        print(f"synthetic run: {len(epochs)} checkpoints, {generated['bytes'] / gb:.2f} GB in {run_dir} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        ours = run_in_child(_ours, str(run_dir), str(work / "ours"))
+        print(f"ours: peak {ours['stages']['done']['peak'] / gb:.3f} GB", flush=True)
+        naive_path = work / "naive.safetensors"
+        naive = run_in_child(_naive, str(run_dir), str(naive_path))
+        print(f"naive: peak {naive['stages']['done']['peak'] / gb:.3f} GB", flush=True)
+        identical = same_tensors(ours["output"], str(naive_path))
+        into = run_in_child(_into_model, str(run_dir))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    weights = generated["params"] * 2  # bf16 storage
+    peak_ours, peak_naive = ours["stages"]["done"]["peak"], naive["stages"]["done"]["peak"]
+    base_ours, base_naive = ours["stages"]["import"]["rss"], naive["stages"]["import"]["rss"]
+    result = {
+        "command": "python bench/crossover_memory.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": into["torch"]},
+        "model": args.model, "params": generated["params"], "checkpoints": len(epochs),
+        "storage_dtype": "bfloat16", "disk_gb": round(generated["bytes"] / gb, 2),
+        "generate_seconds": round(generated["seconds"], 1), "epochs_by_group": EPOCHS_BY_GROUP,
+        "weights_gb": round(weights / gb, 3), "goal_ratio": GOAL,
+        "ours": {"peak_rss_gb": round(peak_ours / gb, 3), "baseline_rss_gb": round(base_ours / gb, 3),
+                 "ratio_to_weights": round(peak_ours / weights, 3),
+                 "ratio_minus_baseline": round((peak_ours - base_ours) / weights, 3),
+                 "seconds": round(ours["seconds"], 1), "meets_goal": peak_ours / weights <= GOAL},
+        "naive": {"peak_rss_gb": round(peak_naive / gb, 3), "baseline_rss_gb": round(base_naive / gb, 3),
+                  "ratio_to_weights": round(peak_naive / weights, 3),
+                  "ratio_minus_baseline": round((peak_naive - base_naive) / weights, 3),
+                  "seconds": round(naive["seconds"], 1),
+                  "stages_gb": {k: round(v["peak"] / gb, 3) for k, v in naive["stages"].items()}},
+        "naive_over_ours": round(peak_naive / peak_ours, 2),
+        "identical_output": identical,
+        "into_model": {"model_dtype": into["dtype"], "model_gb": round(into["model_bytes"] / gb, 3),
+                       "peak_rss_gb": round(into["stages"]["done"]["peak"] / gb, 3),
+                       "after_model_rss_gb": round(into["stages"]["model"]["rss"] / gb, 3),
+                       "ratio_to_model": round(into["stages"]["done"]["peak"] / into["model_bytes"], 3),
+                       "seconds": round(into["seconds"], 1)},
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+    print(json.dumps(result, indent=2))
+    if not identical:
+        raise SystemExit("ours and naive assembled different tensors")
+    atomic_write_json(out, result)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

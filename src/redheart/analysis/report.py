@@ -1,0 +1,137 @@
+"""analysis_report.md from module_metrics.json, one section per module group in seed 004 §3.2's form:
+
+    [Module: backbone]
+    - Recommended epoch: 44
+    - Reasons: 1. plateau range (42-48) ... 2. best task metric ... 3. gradient stability ...
+    - Confidence: 92%
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TECHNIQUE_NAMES = {"mann_kendall": "Mann-Kendall plateau", "cusum": "CUSUM segment", "task": "task metrics",
+                   "mcda": "MCDA", "gradient": "gradient health", "vote": "vote"}
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def _plateau_reason(entry: dict, thresholds: dict) -> str:
+    mk = entry["techniques"]["mann_kendall"]
+    first, last = entry["plateau"]
+    metric = entry["metric"]["name"]
+    where = f"epoch {entry['recommended_epoch']} is " + (
+        "its centre" if mk["epoch"] == entry["recommended_epoch"] else
+        "inside it" if first <= entry["recommended_epoch"] <= last else "outside it")
+    if entry["plateau_source"] == "mann_kendall":
+        ev = mk["evidence"]
+        rate = 100 * thresholds["improvement_rate"]
+        return (f"Plateau range ({first}-{last}) of {metric}: every {ev['window']}-checkpoint window centred there is "
+                f"flat (Hamed-Rao Mann-Kendall: no significant trend, mean p {ev['mean_p']:.2f}, or |Sen slope| "
+                f"≤ {rate:.2g} %/epoch of the level); {where}")
+    if entry["plateau_source"] == "cusum":
+        return f"No Mann-Kendall plateau; CUSUM's best-level segment of {metric} is {first}-{last}; {where}"
+    return f"No plateau found in {metric}; candidates are the checkpoints around the vote ({first}-{last})"
+
+
+def _task_reason(entry: dict) -> str:
+    task = entry["techniques"]["task"]
+    metrics = task["evidence"].get("metrics", {})
+    if not metrics:
+        return "Task metrics: none recorded for this group"
+    epoch = entry["recommended_epoch"]
+    head, spec = next(iter(metrics.items()))
+    series = entry["series"].get(head, {})
+    line = (f"Task: {head} {_fmt(series.get(str(epoch)))} at epoch {epoch}; its best is {_fmt(spec['best'])} "
+            f"(epoch {spec['best_epoch']})")
+    if task["epoch"] is not None:
+        line += f"; the combined task score of {len(metrics)} metric(s) peaks at epoch {task['epoch']}"
+    return line
+
+
+def _gradient_reason(group: str, entry: dict) -> str:
+    epoch = str(entry["recommended_epoch"])
+    health = entry["series"]["health"].get(epoch)
+    grad = entry["techniques"]["gradient"]["evidence"]
+    unhealthy = grad.get("unhealthy_epochs", [])
+    state = "healthy (all 4 checks pass)" if health == 1.0 else f"{_fmt(health, 2)} of the checks pass"
+    update = entry["series"].get(f"groups/{group}/update_ratio", {}).get(epoch)
+    text = f"Gradient stability: {state} at epoch {epoch}, update/parameter ratio {_fmt(update, 3)}"
+    text += f"; unhealthy eligible epochs: {', '.join(map(str, unhealthy))}" if unhealthy else \
+        "; no eligible epoch is unhealthy"
+    return text
+
+
+def group_section(group: str, entry: dict, thresholds: dict) -> str:
+    techniques = entry["techniques"]
+    cusum = techniques["cusum"]["evidence"]
+    mcda = techniques["mcda"]["evidence"]
+    coupling = "independent"
+    if entry["coupling"]:
+        partners = entry["coupled_with"]
+        coupling = f"coupling {entry['coupling']}" + (f" with {', '.join(partners)}" if partners else "")
+    lines = [f"### [Module: {group}]", "",
+             f"- Recommended epoch: **{entry['recommended_epoch']}**",
+             "- Reasons:",
+             f"  1. {_plateau_reason(entry, thresholds)}",
+             f"  2. {_task_reason(entry)}",
+             f"  3. {_gradient_reason(group, entry)}",
+             f"  4. CUSUM change points at {', '.join(map(str, cusum.get('change_points', []))) or 'none'}"
+             + (f"; best-level segment {cusum['segment'][0]}-{cusum['segment'][1]}" if "segment" in cusum else ""),
+             f"  5. MCDA score {_fmt(mcda.get('score'), 3)} (" + ", ".join(
+                 f"{c} {_fmt(v, 2)}" for c, v in mcda.get("criteria", {}).items()) + ")",
+             f"- Confidence: **{entry['confidence']:.0%}**" + (
+                 f" (below {thresholds['voting_confidence']:.0%}: review by hand)" if entry["needs_review"] else ""),
+             "",
+             f"Modules {', '.join(entry['modules'])}; {coupling}"
+             + (f"; not after the overfitting point {entry['bound']}" if entry["bound"] is not None else "")
+             + f". Candidates for the crossover: {', '.join(map(str, entry['candidates']))}.",
+             ""]
+    if entry["excluded_epochs"]:
+        lines += [f"Excluded (non-finite metrics): {', '.join(map(str, entry['excluded_epochs']))}.", ""]
+    lines += ["| technique | epoch | confidence |", "|---|---|---|"]
+    for name, result in techniques.items():
+        reason = result["evidence"].get("reason")
+        lines.append(f"| {TECHNIQUE_NAMES[name]} | {result['epoch'] if result['epoch'] is not None else '-'} | "
+                     f"{result['confidence']:.2f}{' (' + reason + ')' if reason else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_report(result: dict[str, Any], plots: bool = True) -> str:
+    epochs = result["epochs"]
+    t = result["thresholds"]
+    overfit = result["overfitting_epoch"]
+    rising = result["overfitting"].get("rising")
+    lines = [f"# Sweet-spot analysis: {Path(result['run_dir']).name}", "",
+             f"Run `{result['run_dir']}`: {len(epochs)} checkpoints (epochs {epochs[0]}-{epochs[-1]}, every "
+             f"{result['every_n_epochs']}); validation metrics measured with the {result['weights_evaluated']} "
+             "weights. Analysis read only the manifest and the metrics files.", ""]
+    if overfit is not None:
+        lines.append(f"**Overfitting point: epoch {overfit}** (train-val gap rising over epochs "
+                     f"{', '.join(map(str, rising))}): coupled groups are not recommended after it.")
+    else:
+        lines.append("No overfitting point: the train-val gap never rises over "
+                     f"{result['overfitting']['consecutive']} consecutive checkpoints (beyond noise, sustained, while "
+                     "the validation loss stops improving).")
+    w = t["mcda_weights"]
+    lines += ["", f"Thresholds ({result.get('thresholds_source', 'conf/analysis')}): plateau_variance "
+              f"{t['plateau_variance']:g}, improvement_rate {t['improvement_rate']:g}, stability_window "
+              f"{t['stability_window']}, MCDA weights loss {w['loss']:.2f} / task {w['task']:.2f} / stability "
+              f"{w['stability']:.2f} / gradient {w['gradient']:.2f}, voting_confidence {t['voting_confidence']:g}.",
+              "", "## Summary", "", "| group | coupling | epoch | confidence | plateau | excluded | review |",
+              "|---|---|---|---|---|---|---|"]
+    for group, entry in result["groups"].items():
+        lines.append(f"| {group} | {entry['coupling'] or 'independent'} | {entry['recommended_epoch']} | "
+                     f"{entry['confidence']:.0%} | {entry['plateau'][0]}-{entry['plateau'][1]} | "
+                     f"{len(entry['excluded_epochs'])} | {'yes' if entry['needs_review'] else ''} |")
+    lines += ["", "## Per module", ""]
+    lines += [group_section(g, e, t) for g, e in result["groups"].items()]
+    if result["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in result["warnings"]] + [""]
+    if plots:
+        lines += ["Plots: `visualizations/` (curves_<group>.png, mcda_heatmap.png, vote.png, overfitting.png).", ""]
+    lines += ["How each technique works: docs/analysis.md.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Synthetic run folders with planted features, for the tests and the speed bench.
+
+A folder looks like a real run's: `modular/manifest.json` (the callbacks' format, with a weight-file
+entry per group and epoch) and `modular/metrics_epoch_EEE.json`, but the weight files are never
+written (or are junk): the analysis must not need them. Each group's validation loss falls linearly
+until `plateau[0]`, stays flat (a shallow bowl centred on the plateau, plus small noise) up to
+`plateau[1]`, and rises after it; task metrics peak at the plateau centre; the update ratio is lowest
+there and the gradient norm steadiest; the train–val gap starts rising after `overfit`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from redheart.io import atomic_write_text
+
+GROUPS = {
+    "backbone": ["backbone"], "heads": ["heads"],
+    "neural_analyzers": ["analyzers.neural_emotion", "analyzers.neural_bentham", "analyzers.neural_regret",
+                         "analyzers.neural_surd"],
+    "dsp_kalman": ["analyzers.dsp", "analyzers.kalman"], "advanced_emotion": ["analyzers.advanced_emotion"],
+    "advanced_regret": ["analyzers.advanced_regret"], "advanced_bentham": ["analyzers.advanced_bentham"],
+    "advanced_surd": ["analyzers.advanced_surd"], "phase": ["phase"],
+}
+MODULE_TASKS = {
+    "heads.emotion": ("emotion", "intensity"), "heads.bentham": ("bentham",), "heads.regret": ("regret",),
+    "heads.surd": ("surd",), "analyzers.neural_emotion": ("emotion",), "analyzers.neural_bentham": ("bentham",),
+    "analyzers.neural_regret": ("regret",), "analyzers.neural_surd": ("surd",),
+    "analyzers.advanced_emotion": ("emotion",), "analyzers.advanced_regret": ("regret",),
+    "analyzers.advanced_bentham": ("bentham",), "analyzers.advanced_surd": ("surd",),
+    "analyzers.dsp": ("emotion",), "analyzers.kalman": ("emotion",),
+}
+# bytes per group file of the full preset (raw + EMA, fp32): what a real manifest would list
+FULL_BYTES = {"backbone": 725_000_000, "heads": 1_224_000_000, "neural_analyzers": 2_944_000_000,
+              "dsp_kalman": 130_000_000, "advanced_emotion": 224_000_000, "advanced_regret": 224_000_000,
+              "advanced_bentham": 224_000_000, "advanced_surd": 224_000_000, "phase": 8_000_000}
+
+
+@dataclass
+class Plan:
+    """What to plant. Epochs are checkpoint epochs (every 2)."""
+
+    epochs: list[int] = field(default_factory=lambda: list(range(2, 62, 2)))
+    plateau: tuple[int, int] = (24, 40)
+    overfit: int | None = 40
+    noise: float = 0.002                 # relative noise of the validation losses
+    nan: dict[int, str] = field(default_factory=dict)        # epoch -> metric reference made NaN
+    spike: dict[str, int] = field(default_factory=dict)      # group -> epoch with a gradient spike
+    confusion: bool = True
+    task_peak: float | None = None       # epoch where the task metrics peak (None: the plateau centre)
+    seed: int = 0
+
+    @property
+    def centre(self) -> float:
+        return (self.plateau[0] + self.plateau[1]) / 2
+
+
+def loss_curve(epochs: np.ndarray, plan: Plan, level: float, rng: np.random.Generator) -> np.ndarray:
+    """Falls linearly to the plateau, a shallow bowl on it, rises after it; relative noise."""
+    p0, p1 = plan.plateau
+    drop = np.clip((p0 - epochs) / max(1, p0 - epochs[0]), 0, None) * 0.6
+    bowl = 0.002 * ((epochs - plan.centre) / max(1.0, (p1 - p0) / 2)) ** 2 * ((epochs >= p0) & (epochs <= p1))
+    rise = np.clip(epochs - p1, 0, None) * 0.015
+    return level * (1 + drop + bowl + rise) * (1 + plan.noise * rng.standard_normal(len(epochs)))
+
+
+def peak(epochs: np.ndarray, plan: Plan, best: float, width: float, rng: np.random.Generator) -> np.ndarray:
+    """A metric that is best (= `best`) at `plan.task_peak` (the plateau centre), worse away from it."""
+    top = plan.centre if plan.task_peak is None else plan.task_peak
+    return best - width * ((epochs - top) / 30.0) ** 2 + 0.001 * rng.standard_normal(len(epochs))
+
+
+def epoch_records(plan: Plan) -> list[dict]:
+    rng = np.random.default_rng(plan.seed)
+    e = np.asarray(plan.epochs, dtype=float)
+    val_loss = loss_curve(e, plan, 1.0, rng)
+    gap = -0.05 - 0.0005 * (e - e[0]) / 2
+    if plan.overfit is not None:
+        gap = gap + np.clip(e - plan.overfit, 0, None) * 0.01
+    train_loss = val_loss - gap
+    module_loss = {p: loss_curve(e, plan, 0.05 if t[0] != "emotion" else 1.2, rng) for p, t in MODULE_TASKS.items()}
+    final = {t: loss_curve(e, plan, 0.05 if t != "emotion" else 1.0, rng)
+             for t in ("emotion", "intensity", "bentham", "regret", "surd")}
+    task = {"emotion/f1": peak(e, plan, 0.85, 0.3, rng), "emotion/acc": peak(e, plan, 0.86, 0.3, rng),
+            "emotion/ece": -peak(e, plan, -0.03, -0.05, rng), "bentham/pearson": peak(e, plan, 0.6, 0.3, rng)}
+    task |= {k: 0.3 - peak(e, plan, 0.2, 0.1, rng) for k in ("intensity/mae", "bentham/rmse", "regret/mae", "surd/mae")}
+    modules = {p: {} for p in MODULE_TASKS}
+    for p, tasks in MODULE_TASKS.items():
+        for t in tasks:
+            if t == "emotion":
+                modules[p]["emotion_acc"] = peak(e, plan, 0.8, 0.3, rng)
+                modules[p]["emotion_f1"] = peak(e, plan, 0.8, 0.3, rng)
+            else:
+                modules[p][f"{t}_{'rmse' if t == 'bentham' else 'mae'}"] = 0.3 - peak(e, plan, 0.2, 0.1, rng)
+    update = 2e-3 * (1 + ((e - plan.centre) / 12.0) ** 2)
+    records = []
+    for i, epoch in enumerate(plan.epochs):
+        val = {"loss": val_loss[i], **{f"loss/final/{t}": v[i] for t, v in final.items()},
+               **{f"loss/module/{p}": v[i] for p, v in module_loss.items()}, **{k: v[i] for k, v in task.items()},
+               "f1": task["emotion/f1"][i]}
+        groups = {}
+        for g in GROUPS:
+            mean = 0.5 * (1 + 0.3 * abs(epoch - plan.centre) / 30) * (1 + 0.001 * rng.standard_normal())
+            groups[g] = {"grad_norm_mean": mean, "grad_norm_max": mean * (60 if plan.spike.get(g) == epoch else 2),
+                         "grad_steps": 40, "update_ratio": float(update[i]), "param_norm": 20.0 + 0.1 * i,
+                         "dead_unit_fraction": 0.1}
+        record = {"epoch": epoch, "global_step": 20 * epoch, "lr": [1e-4, 1e-4], "train_loss": train_loss[i],
+                  "val_loss": val_loss[i], "val": val,
+                  "modules": {p: {k: v[i] for k, v in m.items()} for p, m in modules.items()},
+                  "groups": groups, "ema": True, "weights_evaluated": "ema", "wall_time_s": 2.0,
+                  "elapsed_s": 1.0 * epoch, "peak_rss_bytes": 10**9, "gpu_max_allocated_bytes": None}
+        if plan.confusion:
+            k = 7
+            off = 0.05 + 0.2 * abs(epoch - plan.centre) / 30 + 0.01 * rng.random()
+            record["val_confusion"] = np.rint(100 * ((1 - off) * np.eye(k) + off / k)).astype(int).tolist()
+        if epoch in plan.nan:
+            _set(record, plan.nan[epoch], float("nan"))
+        records.append(record)
+    return records
+
+
+def _set(record: dict, ref: str, value: float) -> None:
+    section, _, rest = ref.partition("/")
+    if not rest:
+        record[section] = value
+    elif section == "val":
+        record["val"][rest] = value
+    else:
+        owner, _, key = rest.rpartition("/")
+        record[section][owner][key] = value
+
+
+def write_run(folder: str | Path, plan: Plan | None = None, full_preset: bool = True,
+              junk_weights: bool = False) -> Path:
+    """A run folder at `folder` (its modular/ holds the manifest and metrics files); returns it."""
+    plan = plan or Plan()
+    modular = Path(folder) / "modular"
+    checkpoints = []
+    for record in epoch_records(plan):
+        epoch = record["epoch"]
+        text = json.dumps(record, indent=2, allow_nan=True) + "\n"  # NaN on purpose where planted
+        name = f"metrics_epoch_{epoch:03d}.json"
+        atomic_write_text(modular / name, text)
+        files = {}
+        for g in GROUPS:
+            path = f"epoch_{epoch:03d}/{g}.safetensors"
+            if junk_weights:
+                atomic_write_text(modular / path, "not a safetensors file\n")
+            files[g] = {"path": path, "bytes": FULL_BYTES[g] if full_preset else 1000, "sha256": "0" * 64,
+                        "tensors": 10}
+        checkpoints.append({"epoch": epoch, "files": files, "metrics": name,
+                            "metrics_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "ema": True,
+                            "dtype": "float32"})
+    manifest = {"format": "redheart-modular-v1", "every_n_epochs": 2, "groups": GROUPS, "checkpoints": checkpoints}
+    atomic_write_text(modular / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return Path(folder)

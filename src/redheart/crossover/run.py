@@ -1,0 +1,296 @@
+"""`crossover_and_evaluate(...)`: assemble the crossover, then compare it honestly with the baselines.
+
+Called by analyze.py after the analysis stage and by combine.py. Protocol: every choice that needs a
+score (best single, greedy soup, greedy crossover, temperature) is made on val; the test split is
+predicted only once the candidate list is fixed, and only reported. Outputs in `out_dir`:
+crossover_final.safetensors, provenance.json, evaluation.json, comparison.md/.tex/.png,
+checkpoint_val_curve.png, greedy_crossover.json, final_report.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from redheart.crossover.assemble import (
+    AssemblyPlan,
+    TensorSpec,
+    expected_tensors,
+    plan_assembly,
+    write_assembly,
+)
+from redheart.crossover.candidates import Candidate, build_candidates
+from redheart.crossover.checkpoints import RunCheckpoints, resolve_run_dir
+from redheart.crossover.choices import (
+    load_analysis,
+    plateau_epochs,
+    resolve_choices,
+    resolve_weights,
+    shifted,
+    usable_epochs,
+    validate_analysis,
+)
+from redheart.crossover.errors import CrossoverError
+from redheart.crossover.rebuild import (
+    build_net,
+    datamodule_of,
+    input_dim_of,
+    loss_settings,
+    run_config,
+    schema_of,
+)
+from redheart.crossover.soups import Selection, greedy_crossover, greedy_soup, plateau_average
+
+if TYPE_CHECKING:
+    from redheart.crossover.evaluate import Evaluator, Predictions
+
+log = logging.getLogger(__name__)
+DEFAULT_OUTPUT = "crossover_final.safetensors"
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    if cfg is None:
+        return {}
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def crossover_and_evaluate(crossover_cfg: Any, evaluation_cfg: Any, run_dir: Path, analysis: dict | None,
+                           out_dir: Path) -> dict:
+    """Assemble the crossover (+ provenance); unless `evaluation.enabled` is false, evaluate every candidate."""
+    crossover, evaluation = _plain(crossover_cfg), _plain(evaluation_cfg)
+    checkpoints = RunCheckpoints(run_dir)
+    if analysis is not None:
+        validate_analysis(analysis, checkpoints)
+    choices, sources = resolve_choices(crossover, analysis, checkpoints)
+    weights = resolve_weights(crossover.get("weights") or "auto", checkpoints)
+    cfg = run_config(checkpoints.run_dir)
+    input_dim = input_dim_of(checkpoints.run_dir, cfg)
+    expected = expected_tensors(build_net(cfg, input_dim, device="meta"))
+    plan = plan_assembly(checkpoints, {g: (e,) for g, e in choices.items()}, weights, expected)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / (crossover.get("output") or DEFAULT_OUTPUT)
+    log.info("crossover (%s weights): %s", weights, ", ".join(f"{g}={e} ({sources[g]})" for g, e in choices.items()))
+    record = write_assembly(checkpoints, plan, output, out_dir / "provenance.json",
+                            extra={"choices": choices, "choice_sources": sources})
+    log.info("wrote %s (%d tensors) and provenance.json", output, record["tensor_count"])
+    result: dict[str, Any] = {"run_dir": str(checkpoints.run_dir), "out_dir": str(out_dir), "weights": weights,
+                              "choices": choices, "choice_sources": sources, "crossover": str(output),
+                              "provenance": str(out_dir / "provenance.json"), "tensor_count": record["tensor_count"]}
+    if evaluation.get("enabled", True):
+        result["evaluation"] = evaluate_candidates(checkpoints, cfg, input_dim, expected, choices, sources, weights,
+                                                   analysis, evaluation, out_dir, output)
+    return result
+
+
+def combine(cfg: DictConfig) -> dict:
+    """combine.py's pure function: run folder, analysis file and output folder from the config."""
+    run_dir = resolve_run_dir(cfg.ckpt_dir)
+    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / "analysis_results"
+    checkpoints = RunCheckpoints(run_dir)
+    given = cfg.get("analysis_file")
+    analysis_path = Path(given) if given else run_dir / "analysis_results" / "module_metrics.json"
+    needed = any(cfg.crossover.get(g) is None for g in checkpoints.groups)
+    analysis = load_analysis(analysis_path) if (needed or given or analysis_path.is_file()) else None
+    return crossover_and_evaluate(cfg.crossover, cfg.evaluation, run_dir, analysis, out_dir)
+
+
+class _Scorer:
+    """Val predictions per recipe, computed once; what every selection step reads."""
+
+    def __init__(self, evaluator: Evaluator, checkpoints: RunCheckpoints, expected: dict[str, TensorSpec],
+                 selection: Selection):
+        self.evaluator, self.checkpoints, self.expected, self.selection = evaluator, checkpoints, expected, selection
+        self.plans: dict[tuple, AssemblyPlan] = {}
+        self.val: dict[tuple, Predictions] = {}
+        self.calls = 0
+
+    @staticmethod
+    def key(recipe: Mapping[str, tuple[int, ...]], weights: str) -> tuple:
+        return weights, tuple(sorted((g, tuple(e)) for g, e in recipe.items()))
+
+    def plan(self, recipe: Mapping[str, tuple[int, ...]], weights: str) -> AssemblyPlan:
+        key = self.key(recipe, weights)
+        if key not in self.plans:
+            self.plans[key] = plan_assembly(self.checkpoints, recipe, weights, self.expected)
+        return self.plans[key]
+
+    def predictions(self, recipe: Mapping[str, tuple[int, ...]], weights: str) -> Predictions:
+        key = self.key(recipe, weights)
+        if key not in self.val:
+            self.val[key] = self.evaluator.predict(self.plan(recipe, weights), "val")
+            self.calls += 1
+        return self.val[key]
+
+    def score(self, recipe: Mapping[str, tuple[int, ...]], weights: str) -> float:
+        return metric_value(self.predictions(recipe, weights), self.selection.metric)
+
+
+def metric_value(predictions: Predictions, metric: str) -> float:
+    if metric in ("loss", "accuracy", "macro_f1"):
+        return float(getattr(predictions, metric))
+    if metric in predictions.tasks:
+        return float(predictions.tasks[metric])
+    raise CrossoverError(f"evaluation.select.metric={metric!r}: not a metric of the evaluation (loss, accuracy, "
+                         f"macro_f1, or one of {sorted(predictions.tasks)})")
+
+
+def _device(name: str) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim: int, expected: dict[str, TensorSpec],
+                        choices: dict[str, int], sources: dict[str, str], weights: str, analysis: dict | None,
+                        settings: dict[str, Any], out_dir: Path, crossover_path: Path | None = None) -> dict:
+    # deferred: torchmetrics, scipy, matplotlib and Lightning are not needed to assemble (bench/crossover_memory.py)
+    from redheart.crossover.bootstrap import paired_difference_ci
+    from redheart.crossover.calibration import fit_temperature
+    from redheart.crossover.evaluate import Evaluator, has_running_stats
+    from redheart.crossover.report import write_outputs
+
+    started = time.monotonic()
+    groups = list(checkpoints.groups)
+    select = settings.get("select") or {}
+    selection = Selection(select.get("metric", "loss"), select.get("mode", "min"))
+    boot = {"resamples": 1000, "confidence": 0.95, "seed": 0, **(settings.get("bootstrap") or {})}
+    if boot["resamples"] < 1000:
+        log.warning("evaluation.bootstrap.resamples=%d: the issue asks for >= 1000", boot["resamples"])
+    bins = int(settings.get("calibration_bins", 15))
+    notes: list[str] = []
+
+    if settings.get("threads"):
+        torch.set_num_threads(int(settings["threads"]))
+    datamodule = datamodule_of(cfg, settings.get("batch_size"))
+    loaders = {"train": datamodule.train_dataloader(), "val": datamodule.val_dataloader(),
+               "test": datamodule.test_dataloader()}
+    schema = schema_of(cfg)
+    net = build_net(cfg, input_dim, device="cpu")
+    evaluator = Evaluator(net, checkpoints, loaders, loss_settings(cfg), len(schema.class_names),
+                          len(schema.bentham_names), _device(settings.get("device", "auto")),
+                          recompute_stats=bool(settings.get("recompute_running_stats", True)))
+    scorer = _Scorer(evaluator, checkpoints, expected, selection)
+
+    # --- selection, on val only -------------------------------------------------------------------
+    # Whole-model candidates (single epochs, last, EMA, soups) take only checkpoints no group's analysis
+    # excluded: non-finite metrics or saved after a non-finite loss (nan_event.json) are never combined.
+    epochs = [e for e in checkpoints.epochs if all(e in usable_epochs(g, analysis, checkpoints) for g in groups)]
+    if epochs and len(epochs) < len(checkpoints.epochs):
+        notes.append(f"Checkpoint epochs {[e for e in checkpoints.epochs if e not in epochs]} are excluded by the "
+                     "analysis (non-finite metrics, or saved after a non-finite loss): no candidate uses them whole.")
+    epochs = epochs or list(checkpoints.epochs)
+    epoch_scores = {e: scorer.score({g: (e,) for g in groups}, weights) for e in epochs}
+    best_epoch = selection.best(epoch_scores)
+    consistency = _consistency(epochs, checkpoints, scorer, groups, weights)
+    if consistency.get("max_abs_val_loss_difference", 0.0) > 1e-3:
+        notes.append(f"Val loss recomputed here differs from the training's log by up to "
+                     f"{consistency['max_abs_val_loss_difference']:.4f}: the rebuilt model, data or loss is not "
+                     "the run's (see evaluation.json consistency_with_training).")
+        log.warning(notes[-1])
+    log.info("best single by val %s: epoch %d (%.4f)", selection.metric, best_epoch, epoch_scores[best_epoch])
+    window = int(settings.get("plateau_window", 4))
+    plateaus = {g: plateau_epochs(g, choices[g], analysis, checkpoints, window) for g in groups}
+    if analysis is None:
+        notes.append(f"No analysis: each group's plateau is its crossover epoch ± {window} epochs.")
+    soup_recipe = soup_trace = None
+    if settings.get("greedy_soup", True):
+        soup_recipe, soup_trace = greedy_soup(groups, epoch_scores, lambda r: scorer.score(r, weights), selection)
+    greedy_choice = greedy_trace = None
+    if settings.get("greedy_crossover", True):
+        greedy_choice, greedy_trace = greedy_crossover({g: best_epoch for g in groups}, plateaus,
+                                                       lambda r: scorer.score(r, weights), selection,
+                                                       start_score=epoch_scores[best_epoch])
+    fixed = [int(e) for e in settings.get("fixed_epochs", [30, 40, 50])]
+    absent = [e for e in fixed if e not in checkpoints.epochs]
+    if absent:
+        notes.append(f"Fixed epochs {absent} have no checkpoint in this run (epochs {checkpoints.epochs[0]}–"
+                     f"{checkpoints.epochs[-1]}): not evaluated.")
+    shifts = [int(d) for d in settings.get("shifts", [-4, -2, 2, 4])]
+    has_ema = all(checkpoints.ema.values())
+    candidates = build_candidates(groups, epochs, weights, has_ema, best_epoch, fixed, choices,
+                                  plateau_average(plateaus), soup_recipe, greedy_choice, shifts,
+                                  lambda d: shifted(choices, d, analysis, checkpoints))
+
+    # --- the fixed candidate list on test (and its val numbers, already computed or cached) ------------
+    first_of: dict[tuple, str] = {}
+    temperatures: dict[tuple, float] = {}
+    for c in candidates:  # val first, for every candidate (temperature scaling is fitted on val)
+        if c.key not in first_of:
+            first_of[c.key] = c.name
+            val = scorer.predictions(c.recipe, c.weights)
+            temperatures[c.key] = fit_temperature(val.logits, val.labels)
+    selection_seconds = time.monotonic() - started
+    distinct = [c for c in candidates if first_of[c.key] == c.name]
+    test_cache = {c.key: evaluator.predict(scorer.plan(c.recipe, c.weights), "test") for c in distinct}
+    results = [_result(c, scorer.predictions(c.recipe, c.weights), test_cache[c.key], temperatures[c.key], bins,
+                       first_of[c.key]) for c in candidates]
+    base_key = next(c.key for c in candidates if c.name == "best_single")
+    base = test_cache[base_key]
+    for c, r in zip(candidates, results, strict=True):
+        if c.name == "best_single":
+            continue
+        test = test_cache[c.key]
+        r["vs_best_single"] = {metric: paired_difference_ci(base.labels.numpy(), test.predicted.numpy(),
+                                                            base.predicted.numpy(), metric, boot["resamples"],
+                                                            boot["confidence"], boot["seed"])
+                               for metric in ("accuracy", "macro_f1")}
+    if has_running_stats(net):
+        stats = "recomputed with torch.optim.swa_utils.update_bn on the train split for every candidate"
+    else:
+        stats = "nothing to recompute: the model has no BatchNorm (LayerNorm only), so no running statistics"
+
+    evaluation = {
+        "run_dir": str(checkpoints.run_dir), "weights": weights, "choices": choices, "choice_sources": sources,
+        "selection": {"metric": selection.metric, "mode": selection.mode, "split": "val"},
+        "settings": {"fixed_epochs": fixed, "shifts": shifts, "plateau_window": window, "bootstrap": boot,
+                     "calibration_bins": bins, "device": str(evaluator.device),
+                     "batch_size": datamodule.batch_size},
+        "data": {"val_records": len(datamodule.datasets["val"]), "test_records": len(datamodule.datasets["test"])},
+        "val_by_epoch": {str(e): v for e, v in epoch_scores.items()}, "best_single_epoch": best_epoch,
+        "consistency_with_training": consistency,
+        "plateaus": {g: list(p) for g, p in plateaus.items()},
+        "greedy_soup": {"epochs": sorted(next(iter(soup_recipe.values()))) if soup_recipe else None,
+                        "trace": soup_trace},
+        "greedy_crossover": {"choices": greedy_choice, "trace": greedy_trace},
+        "candidates": results, "running_statistics": stats, "notes": notes,
+        "val_evaluations": scorer.calls, "seconds": {"selection": round(selection_seconds, 2),
+                                                     "total": round(time.monotonic() - started, 2)},
+    }
+    write_outputs(evaluation, checkpoints, epoch_scores, out_dir, crossover_path or out_dir / DEFAULT_OUTPUT)
+    return evaluation
+
+
+def _consistency(epochs: list[int], checkpoints: RunCheckpoints, scorer: _Scorer, groups: list[str],
+                 weights: str) -> dict[str, Any]:
+    """This evaluation's val loss per checkpoint vs the loss the training logged for the same weights.
+
+    A check that the model, data split and loss were rebuilt faithfully: where the training validated the
+    same weights (`weights_evaluated`), the two must agree up to float summation order.
+    """
+    diffs = {}
+    for epoch in epochs:
+        logged = checkpoints.epoch_metrics(epoch) or {}
+        if logged.get("weights_evaluated") == weights and isinstance(logged.get("val_loss"), int | float):
+            ours = scorer.predictions({g: (epoch,) for g in groups}, weights).loss
+            diffs[str(epoch)] = abs(ours - float(logged["val_loss"]))
+    if not diffs:
+        return {"checked_epochs": 0, "note": f"the training logged no val loss for the {weights} weights"}
+    return {"checked_epochs": len(diffs), "max_abs_val_loss_difference": max(diffs.values()), "per_epoch": diffs}
+
+
+def _result(c: Candidate, val: Predictions, test: Predictions, temperature: float, bins: int, first: str) -> dict:
+    from redheart.crossover.evaluate import summarize
+
+    out = {"name": c.name, "label": c.label, "kind": c.kind, "weights": c.weights,
+           "recipe": {g: list(e) for g, e in c.recipe.items()}, "details": c.details,
+           "val": summarize(val, temperature, bins), "test": summarize(test, temperature, bins)}
+    if first != c.name:
+        out["same_weights_as"] = first
+    return out

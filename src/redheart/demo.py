@@ -1,0 +1,64 @@
+"""`make demo` / `python -m redheart.demo`: the whole pipeline on the bundled sample, step by step.
+
+1. data report (validation, dedup, split, embeddings)   python train.py '~model'
+2. a short hierarchical LR sweep                        python train.py -m hydra/sweeper=hierarchical_lr ...
+3. the main run with the chosen LR, 60 epochs,          python train.py optim.lr='${optimal_lr:<sweep>}'
+   a modular checkpoint every 2 epochs
+4. sweet spots, crossover, evaluation, final report     python analyze.py ckpt_dir=<run>
+
+Each step is the same command a researcher would type (printed before it runs), so the demo shows
+the entry points rather than hiding them; any step failing stops the demo with its exit code.
+Extra `key=value` arguments go to every train.py step (e.g. `model=tiny trainer.max_epochs=4`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SWEEP = ["hydra/sweeper=hierarchical_lr", "callbacks=sweep", "hydra.sweeper.stages=2",
+         "hydra.sweeper.points_per_stage=3", "trainer.max_epochs=3"]
+
+
+def step(title: str, args: list[str]) -> float:
+    print(f"\n=== {title}\n$ python {' '.join(args)}\n", flush=True)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, *args], cwd=ROOT)
+    if result.returncode != 0:
+        print(f"\ndemo stopped: '{title}' exited with {result.returncode}", file=sys.stderr)
+        raise SystemExit(result.returncode)
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    extra = list(sys.argv[1:] if argv is None else argv)
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    outputs = ROOT / "outputs" / "demo"
+    sweep_dir, run_name = outputs / "lr_sweeps" / stamp, stamp
+    run_dir = outputs / "runs" / run_name
+    common = ["task_name=demo", *extra]
+    times = {
+        "data report": step("1/4 data report", ["train.py", "~model", *common, f"run_name={stamp}_data"]),
+        "LR sweep": step("2/4 hierarchical LR sweep (2 stages x 3 LRs, 3 epochs each)",
+                         ["train.py", "-m", *SWEEP, *common, f"hydra.sweep.dir={sweep_dir}"]),
+        "main run": step("3/4 main run with the chosen LR",
+                         ["train.py", *common, f"run_name={run_name}", f"optim.lr=${{optimal_lr:{sweep_dir}}}"]),
+        "analysis": step("4/4 sweet spots, crossover, evaluation", ["analyze.py", f"ckpt_dir={run_dir}"]),
+    }
+    results = run_dir / "analysis_results"
+    print("\n=== done in " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items())
+          + f" (total {sum(times.values()) / 60:.1f} min)")
+    print(f"final report     {results / 'final_report.md'}")
+    print(f"sweet spots      {results / 'analysis_report.md'}")
+    print(f"plots            {results / 'visualizations'}, {results / 'comparison.png'}, {sweep_dir / 'lr_curves.png'}")
+    print(f"data report      {outputs / 'runs' / (stamp + '_data') / 'data_report.json'}")
+    print(f"TensorBoard logs {run_dir / 'tensorboard'}")
+    print(f"view them with   tensorboard --logdir {outputs}   (or: make tensorboard)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Evaluation of the crossover: bootstrap CIs, calibration, BatchNorm statistics, tables, the protocol.
+
+The protocol test runs the whole evaluation on a synthetic run (random tiny nets, the real sample data)
+and checks that no test prediction happens before every selection on val is done. The slow test trains
+a real tiny run and checks that the rebuilt model reproduces the training's own val loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+
+from redheart.crossover.bootstrap import accuracy, macro_f1, paired_difference_ci
+from redheart.crossover.calibration import brier, calibration_metrics, ece, fit_temperature
+from redheart.crossover.evaluate import Evaluator, recompute_running_stats
+from redheart.crossover.run import crossover_and_evaluate
+from redheart.crossover.tables import latex_table, markdown_table
+from redheart.train import train
+from tests.conftest import compose_for
+from tests.test_crossover import GROUPS, all_at, analysis_for, make_run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on small batches: one intra-op thread is faster, and much faster on a busy shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_paired_bootstrap_ci_on_a_known_difference():
+    n = 400
+    labels = np.zeros(n, dtype=int)
+    candidate = labels.copy()  # always right
+    baseline = labels.copy()
+    baseline[::2] = 1  # right on exactly half the records
+    ci = paired_difference_ci(labels, candidate, baseline, "accuracy", resamples=2000, seed=1)
+    assert ci["difference"] == 0.5
+    # the difference is the mean of a 0/1 indicator with p = 0.5: sd = sqrt(0.25 / 400) = 0.025
+    assert ci["ci_low"] == pytest.approx(0.5 - 1.96 * 0.025, abs=0.01)
+    assert ci["ci_high"] == pytest.approx(0.5 + 1.96 * 0.025, abs=0.01)
+    assert ci["better_beyond_ci"] and not ci["worse_beyond_ci"] and ci["p_not_better"] == 0.0
+    swapped = paired_difference_ci(labels, baseline, candidate, "accuracy", resamples=2000, seed=1)
+    assert swapped["ci_high"] == pytest.approx(-ci["ci_low"]) and swapped["worse_beyond_ci"]
+    assert paired_difference_ci(labels, candidate, baseline, "accuracy", resamples=2000, seed=1) == ci
+
+
+def test_bootstrap_of_identical_or_coin_flip_predictions_does_not_claim_a_difference():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 300)
+    same = paired_difference_ci(labels, labels, labels, "macro_f1")
+    assert (same["difference"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0) and not same["better_beyond_ci"]
+    a, b = rng.integers(0, 7, 300), rng.integers(0, 7, 300)  # two equally useless models
+    noise = paired_difference_ci(labels, a, b, "macro_f1", resamples=1000)
+    assert noise["ci_low"] < noise["difference"] < noise["ci_high"]
+    assert noise["ci_low"] < 0 < noise["ci_high"]
+
+
+def test_vectorised_metrics_match_sklearn_on_every_resample():
+    rng = np.random.default_rng(3)
+    labels, predicted = rng.integers(0, 7, (50, 40)), rng.integers(0, 5, (50, 40))  # 50 resamples of 40 records
+    f1 = macro_f1(labels, predicted, num_classes=7)
+    acc = accuracy(labels, predicted)
+    for i in range(50):
+        assert f1[i] == pytest.approx(f1_score(labels[i], predicted[i], average="macro"))
+        assert acc[i] == pytest.approx(np.mean(labels[i] == predicted[i]))
+
+
+def test_temperature_scaling_recovers_the_temperature_that_miscalibrated_the_logits():
+    generator = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 7, generator=generator) * 2
+    labels = torch.multinomial(true_logits.softmax(-1), 1, generator=generator).squeeze(1)
+    overconfident = true_logits * 3.0
+    temperature = fit_temperature(overconfident, labels)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    metrics = calibration_metrics(overconfident, labels, temperature)
+    assert metrics["ece_scaled"] < metrics["ece"] / 2 and metrics["nll_scaled"] < metrics["nll"]
+
+
+def test_brier_and_ece_on_known_predictions():
+    labels = torch.tensor([0, 1, 2, 3])
+    perfect = torch.eye(4)
+    assert brier(perfect, labels) == 0.0 and ece(perfect, labels) == pytest.approx(0.0)
+    uniform = torch.full((4, 4), 0.25)
+    assert brier(uniform, labels) == pytest.approx(1 - 1 / 4)  # (1 - 1/K)^2 + (K - 1)/K^2
+    assert ece(uniform, labels) == pytest.approx(0.0)  # 25% confident, 25% right
+    wrong = torch.eye(4)[[1, 2, 3, 0]]
+    assert brier(wrong, labels) == pytest.approx(2.0) and ece(wrong, labels) == pytest.approx(1.0)
+
+
+def test_running_statistics_are_recomputed_only_for_models_that_have_them():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    batches = [{"embedding": torch.randn(32, 4) * 5 + 2} for _ in range(4)]
+    with torch.no_grad():
+        features = [net[0](b["embedding"]) for b in batches]
+    assert recompute_running_stats(net, batches)
+    # update_bn's cumulative average over equal batches: the mean of the batch means and batch variances
+    expected_mean = torch.stack([f.mean(0) for f in features]).mean(0)
+    expected_var = torch.stack([f.var(0, unbiased=True) for f in features]).mean(0)
+    torch.testing.assert_close(net[1].running_mean, expected_mean, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(net[1].running_var, expected_var, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(expected_var, torch.ones(3))  # not the initial statistics
+    assert not recompute_running_stats(nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3)), batches)
+
+
+def fake_result(name: str, acc: float, f1: float, diff: float | None) -> dict:
+    split = {"loss": 1.0 - acc, "accuracy": acc, "macro_f1": f1, "ece": 0.1, "ece_scaled": 0.05, "brier": 0.5,
+             "records": 100}
+    out = {"name": name, "label": name.replace("_", " ").title() + " 50%", "val": split, "test": split}
+    if diff is not None:
+        ci = {"difference": diff, "ci_low": diff - 0.02, "ci_high": diff + 0.02, "better_beyond_ci": diff > 0.02,
+              "worse_beyond_ci": diff < -0.02}
+        out["vs_best_single"] = {"accuracy": ci, "macro_f1": ci}
+    return out
+
+
+def test_tables_follow_the_seed_layout_with_numbers_cis_and_bold_best():
+    results = [fake_result("best_single", 0.70, 0.60, None), fake_result("crossover_x", 0.75, 0.65, 0.05)]
+    md = markdown_table(results)
+    assert md.splitlines()[0].startswith("| Method | Val Loss | Val Acc | Test Acc |")  # seed 002 §3.2 order
+    assert "**75.0%**" in md and "+5.0 [+3.0, +7.0]*" in md and "| — |" in md
+    tex = latex_table(results, "Crossover & baselines")
+    assert tex.startswith("\\begin{table}[h]\n\\centering\n\\caption{Crossover \\& baselines}")
+    assert "\\textbf{Method} & \\textbf{Val Loss} & \\textbf{Val Acc} & \\textbf{Test Acc}" in tex
+    assert "Crossover X 50\\%" in tex and "\\textbf{75.0\\%}" in tex and tex.count("\\hline") == 3
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, monkeypatch_module):
+    """The whole evaluation on a synthetic run (4 checkpoints), recording the order of the splits predicted."""
+    root = tmp_path_factory.mktemp("eval")
+    run_dir = make_run(root, epochs=(2, 4, 6, 8))
+    calls: list[str] = []
+    original = Evaluator.predict
+
+    def recording(self, plan, split):
+        calls.append(split)
+        return original(self, plan, split)
+
+    monkeypatch_module.setattr(Evaluator, "predict", recording)
+    analysis = analysis_for(run_dir, {g: (4 if i % 2 else 6) for i, g in enumerate(GROUPS)}, plateau=(4, 8))
+    analysis["epochs"] = [2, 4, 6, 8]
+    settings = {"fixed_epochs": [4, 30], "shifts": [-2, 2], "bootstrap": {"resamples": 1000, "seed": 0}}
+    result = crossover_and_evaluate({"weights": "auto"}, settings, run_dir, analysis, root / "out")
+    return result, calls, root / "out"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    patch = pytest.MonkeyPatch()
+    yield patch
+    patch.undo()
+
+
+def test_every_selection_uses_val_before_any_test_prediction(evaluated):
+    result, calls, _ = evaluated
+    first_test = calls.index("test")
+    assert "val" not in calls[first_test:]  # the candidate list was fixed before the test split was touched
+    evaluation = result["evaluation"]
+    assert calls.count("test") == len({json.dumps([c["weights"], c["recipe"]], sort_keys=True)
+                                       for c in evaluation["candidates"]})  # each distinct model once
+
+
+def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
+    result, _, out = evaluated
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    names = [c["name"] for c in evaluation["candidates"]]
+    assert names == ["single_epoch_004", "best_single", "last", "ema", "plateau_average", "greedy_soup", "crossover",
+                     "greedy_crossover", "crossover_shift_-2", "crossover_shift_+2"]
+    assert evaluation["weights"] == "ema" and any("[30]" in n for n in evaluation["notes"])
+    by_name = {c["name"]: c for c in evaluation["candidates"]}
+    scores = {int(e): v for e, v in evaluation["val_by_epoch"].items()}
+    assert by_name["best_single"]["details"]["epoch"] == min(scores, key=scores.get)  # val loss, min
+    assert by_name["plateau_average"]["recipe"]["backbone"] == [4, 6, 8]
+    assert by_name["ema"]["weights"] == "ema" and by_name["ema"]["same_weights_as"] == "last"
+    for c in evaluation["candidates"]:
+        for split in ("val", "test"):
+            m = c[split]
+            assert {"loss", "accuracy", "macro_f1", "ece", "ece_scaled", "brier", "temperature", "tasks"} <= set(m)
+            assert "bentham/rmse" in m["tasks"] and m["records"] > 0
+        if c["name"] != "best_single":
+            ci = c["vs_best_single"]["macro_f1"]
+            assert ci["ci_low"] <= ci["difference"] <= ci["ci_high"] and ci["resamples"] == 1000
+    for name in ("comparison.md", "comparison.tex", "comparison.png", "final_report.md", "greedy_crossover.json",
+                 "provenance.json", "crossover_final.safetensors", "checkpoint_val_curve.png"):
+        assert (out / name).is_file(), name
+    report = (out / "final_report.md").read_text()
+    assert "beat best single beyond its CI" in report and "[comparison.md](comparison.md)" in report
+    greedy = json.loads((out / "greedy_crossover.json").read_text())
+    assert set(greedy["recommended"]) == set(GROUPS)
+
+
+@pytest.mark.slow
+def test_a_real_tiny_run_is_combined_and_evaluated_consistently_with_its_training(tmp_path):
+    cfg = compose_for(tmp_path, "model=tiny", "data.embedding.backend=hashing", "data.embedding.dim=64",
+                      "data.progress=false", "logger=none", "+trainer.enable_progress_bar=false", "test=false",
+                      "trainer.max_epochs=6")
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    result = crossover_and_evaluate(all_at(4, "auto"), {"fixed_epochs": [30], "shifts": [-2, 2]}, run_dir, None,
+                                    run_dir / "analysis_results")
+    evaluation = result["evaluation"]
+    consistency = evaluation["consistency_with_training"]
+    assert consistency["checked_epochs"] == 3 and consistency["max_abs_val_loss_difference"] < 1e-4
+    assert (run_dir / "analysis_results" / "final_report.md").is_file()
