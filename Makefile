@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo tensorboard test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume isear-data clean-cache
+.PHONY: isear-present setup demo tensorboard test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume isear isear-data clean-cache
 
 setup: $(VENV)/.installed
 
@@ -40,11 +40,20 @@ SWEEP_ARGS ?= trainer.max_epochs=3
 sweep: setup
 	$(PY) train.py -m hydra/sweeper=hierarchical_lr callbacks=sweep task_name=lr_sweep $(SWEEP_ARGS)
 
-# Data pipeline on ISEAR (../shared/data/isear/isear.csv; override with ISEAR=path).
+# The demo's pipeline on ISEAR (../shared/data/isear/isear.csv; override with ISEAR=path), outputs in
+# outputs/isear/; ISEAR_ARGS go to train.py. ~35 min on 2 cores; docs/results.md holds its figures.
 ISEAR ?= ../shared/data/isear/isear.csv
-isear-data: setup
-	@test -f "$(ISEAR)" || { echo "ISEAR not found at $(ISEAR): set ISEAR=/path/to/isear.csv"; exit 1; }
+ISEAR_ARGS ?=
+isear: setup isear-present
+	$(PY) -m redheart.demo experiment=isear task_name=isear data.path=$(abspath $(ISEAR)) $(ISEAR_ARGS)
+
+# Data pipeline only on ISEAR.
+isear-data: setup isear-present
 	$(PY) train.py data=isear data.path=$(abspath $(ISEAR)) '~model'
+
+isear-present:
+	@test -f "$(ISEAR)" || { echo "ISEAR not found at $(ISEAR): it is not bundled (see ../shared/data/isear/README);" \
+		"pass its path: make isear ISEAR=/path/to/isear.csv"; exit 1; }
 
 bench: bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume
 

@@ -51,4 +51,4 @@ class DeadUnitMonitor(L.Callback):
             counts[1] += alive.numel()
         self.last = {g: d / total for g, (d, total) in dead.items() if total}
         if self.last and not trainer.sanity_checking:
-            pl_module.log_dict({f"dead_units/{g}": v for g, v in self.last.items()})
+            pl_module.log_dict({f"dead_units/{g}": v for g, v in self.last.items()}, sync_dist=True)

@@ -64,6 +64,16 @@ class ModularCheckpoint(L.Callback):
     def manifest_path(self) -> Path:
         return self.dirpath / "manifest.json"
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Refuse strategies that shard parameters: rank zero alone could not read whole module groups."""
+        from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+        if isinstance(trainer.strategy, FSDPStrategy | ModelParallelStrategy):
+            raise ValueError(f"ModularCheckpoint does not support {type(trainer.strategy).__name__}: parameters are "
+                             "sharded across ranks, and each module group's file needs the whole tensors on rank "
+                             "zero. Use trainer=ddp (weights replicated) or trainer=gpu_8gb (DeepSpeed ZeRO-2: "
+                             "only the optimizer state is sharded); README 'Scaling out'.")
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         params = dict(target_module(pl_module).named_parameters())
         self._group_names = {g: list(m) for g, m in self.module_groups.partition(params.items()).items()}

@@ -13,11 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from redheart.crossover.bootstrap import accuracy, macro_f1, paired_difference_ci
+from redheart.crossover.baseline import fit_logistic_regression
+from redheart.crossover.bootstrap import accuracy, macro_f1, metric_ci, paired_difference_ci
 from redheart.crossover.calibration import brier, calibration_metrics, ece, fit_temperature
+from redheart.crossover.errors import CrossoverError
 from redheart.crossover.evaluate import Evaluator, recompute_running_stats
 from redheart.crossover.run import crossover_and_evaluate
 from redheart.crossover.tables import latex_table, markdown_table
@@ -125,12 +130,71 @@ def fake_result(name: str, acc: float, f1: float, diff: float | None) -> dict:
 def test_tables_follow_the_seed_layout_with_numbers_cis_and_bold_best():
     results = [fake_result("best_single", 0.70, 0.60, None), fake_result("crossover_x", 0.75, 0.65, 0.05)]
     md = markdown_table(results)
-    assert md.splitlines()[0].startswith("| Method | Val Loss | Val Acc | Test Acc |")  # seed 002 §3.2 order
+    assert md.splitlines()[0].startswith("| Method | Val Loss | Val Acc | Test Acc [95% CI] |")  # seed 002 §3.2 order
     assert "**75.0%**" in md and "+5.0 [+3.0, +7.0]*" in md and "| — |" in md
     tex = latex_table(results, "Crossover & baselines")
     assert tex.startswith("\\begin{table}[h]\n\\centering\n\\caption{Crossover \\& baselines}")
-    assert "\\textbf{Method} & \\textbf{Val Loss} & \\textbf{Val Acc} & \\textbf{Test Acc}" in tex
+    assert "\\textbf{Method} & \\textbf{Val Loss} & \\textbf{Val Acc} & \\textbf{Test Acc [95\\% CI]}" in tex
     assert "Crossover X 50\\%" in tex and "\\textbf{75.0\\%}" in tex and tex.count("\\hline") == 3
+
+
+def test_a_metric_ci_covers_the_value_and_narrows_with_more_records():
+    rng = np.random.default_rng(1)
+
+    def width(n: int) -> float:
+        labels = rng.integers(0, 4, n)
+        predicted = np.where(rng.random(n) < 0.7, labels, rng.integers(0, 4, n))
+        ci = metric_ci(labels, predicted, "macro_f1", resamples=1000)
+        assert ci["ci_low"] < ci["value"] < ci["ci_high"]
+        assert ci["value"] == pytest.approx(f1_score(labels, predicted, average="macro"))
+        return ci["ci_high"] - ci["ci_low"]
+
+    assert width(2000) < 0.6 * width(200)  # ~ 1/sqrt(n): 0.32 expected
+
+
+class _Split:
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.tensors = {"embedding": torch.from_numpy(x).float(), "label": torch.from_numpy(y).long()}
+
+
+def _blobs(n: int, scale: float, seed: int, classes: int = 3) -> _Split:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    centres = np.eye(classes, 8) * 3.0
+    return _Split(centres[y] + scale * rng.normal(size=(n, 8)), y)
+
+
+def test_logistic_regression_baseline_chooses_c_on_val_log_loss():
+    datasets = {"train": _blobs(300, 1.5, 0), "val": _blobs(200, 1.5, 1), "test": _blobs(200, 1.5, 2)}
+    grid = (0.0001, 0.01, 1.0)
+    fit = fit_logistic_regression(datasets, num_classes=4, c_grid=grid)  # class 3 never occurs
+    assert min(fit.val_log_loss, key=fit.val_log_loss.get) == fit.C and set(fit.val_log_loss) == set(grid)
+    assert fit.val_log_loss[0.0001] > fit.val_log_loss[fit.C]  # near-uniform probabilities under heavy L2
+    probs = fit.log_probs["test"].exp()
+    assert probs.shape == (200, 4) and torch.allclose(probs.sum(1), torch.ones(200), atol=1e-4)
+    assert float(probs[:, 3].max()) < 1e-3  # the absent class gets (almost) no mass
+    accuracy_ = float((fit.log_probs["test"].argmax(1) == fit.labels["test"]).float().mean())
+    assert accuracy_ > 0.7  # overlapping blobs (Bayes accuracy ~0.83); chance is 1/3
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=fit.C)).fit(
+        datasets["train"].tensors["embedding"].numpy(), datasets["train"].tensors["label"].numpy())
+    np.testing.assert_allclose(fit.log_probs["test"][:, :3].exp().numpy(),
+                               reference.predict_proba(datasets["test"].tensors["embedding"].numpy()), atol=1e-5)
+
+
+def test_logistic_regression_baseline_refuses_a_single_class_train_split():
+    one = _Split(np.zeros((10, 8)), np.zeros(10, dtype=int))
+    with pytest.raises(CrossoverError, match="train split has 1 emotion class"):
+        fit_logistic_regression({"train": one, "val": one, "test": one}, num_classes=3)
+
+
+def test_a_baseline_row_without_a_multitask_loss_prints_a_dash_and_is_never_bold():
+    results = [fake_result("best_single", 0.70, 0.60, None), fake_result("logistic_regression", 0.80, 0.50, -0.1)]
+    results[1]["val"] = dict(results[1]["val"], loss=None)
+    results[0]["test"] = dict(results[0]["test"], ci={"accuracy": {"ci_low": 0.65, "ci_high": 0.75}})
+    md = markdown_table(results)
+    assert "| **0.300** |" in md and "| — |" in md.splitlines()[3]
+    assert "70.0% [65.0, 75.0]" in md
+    assert "\\textbf{--}" not in latex_table(results, "x") and " & -- & " in latex_table(results, "x")
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +230,7 @@ def test_every_selection_uses_val_before_any_test_prediction(evaluated):
     assert "val" not in calls[first_test:]  # the candidate list was fixed before the test split was touched
     evaluation = result["evaluation"]
     assert calls.count("test") == len({json.dumps([c["weights"], c["recipe"]], sort_keys=True)
-                                       for c in evaluation["candidates"]})  # each distinct model once
+                                       for c in evaluation["candidates"] if c["kind"] != "baseline"})  # each once
 
 
 def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
@@ -174,7 +238,7 @@ def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
     evaluation = json.loads((out / "evaluation.json").read_text())
     names = [c["name"] for c in evaluation["candidates"]]
     assert names == ["single_epoch_004", "best_single", "last", "ema", "plateau_average", "greedy_soup", "crossover",
-                     "greedy_crossover", "crossover_shift_-2", "crossover_shift_+2"]
+                     "greedy_crossover", "crossover_shift_-2", "crossover_shift_+2", "logistic_regression"]
     assert evaluation["weights"] == "ema" and any("[30]" in n for n in evaluation["notes"])
     by_name = {c["name"]: c for c in evaluation["candidates"]}
     scores = {int(e): v for e, v in evaluation["val_by_epoch"].items()}
@@ -185,15 +249,24 @@ def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
         for split in ("val", "test"):
             m = c[split]
             assert {"loss", "accuracy", "macro_f1", "ece", "ece_scaled", "brier", "temperature", "tasks"} <= set(m)
-            assert "bentham/rmse" in m["tasks"] and m["records"] > 0
+            assert m["records"] > 0 and ("bentham/rmse" in m["tasks"]) == (c["kind"] != "baseline")
+        for metric in ("accuracy", "macro_f1"):
+            ci = c["test"]["ci"][metric]
+            assert ci["ci_low"] <= ci["value"] <= ci["ci_high"] and ci["ci_low"] < ci["ci_high"]
+            assert ci["value"] == pytest.approx(c["test"][metric], abs=1e-6)  # torchmetrics (float32) vs numpy
         if c["name"] != "best_single":
             ci = c["vs_best_single"]["macro_f1"]
             assert ci["ci_low"] <= ci["difference"] <= ci["ci_high"] and ci["resamples"] == 1000
     for name in ("comparison.md", "comparison.tex", "comparison.png", "final_report.md", "greedy_crossover.json",
                  "provenance.json", "crossover_final.safetensors", "checkpoint_val_curve.png"):
         assert (out / name).is_file(), name
+    baseline = by_name["logistic_regression"]
+    assert baseline["val"]["loss"] is None and baseline["details"]["C"] in (0.01, 0.1, 1.0, 10.0)
+    assert baseline["test"]["records"] == by_name["best_single"]["test"]["records"]
     report = (out / "final_report.md").read_text()
     assert "beat best single beyond its CI" in report and "[comparison.md](comparison.md)" in report
+    assert "Best single vs the Logistic regression (C=" in report
+    assert "| Logistic regression (C=" in (out / "comparison.md").read_text()
     greedy = json.loads((out / "greedy_crossover.json").read_text())
     assert set(greedy["recommended"]) == set(GROUPS)
 

@@ -65,3 +65,22 @@ def paired_difference_ci(labels: np.ndarray, candidate: np.ndarray, baseline: np
     return {"metric": metric, "difference": point, "ci_low": low, "ci_high": high, "confidence": confidence,
             "resamples": resamples, "seed": seed, "p_not_better": p_not_better,
             "better_beyond_ci": low > 0, "worse_beyond_ci": high < 0}
+
+
+def metric_ci(labels: np.ndarray, predicted: np.ndarray, metric: str, resamples: int = 1000,
+              confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """One model's metric on the records with its percentile bootstrap CI (records resampled, labels and
+    predictions together)."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    if labels.shape != predicted.shape or labels.ndim != 1 or len(labels) < 2:
+        raise ValueError(f"bootstrap needs two equal 1-D arrays of >= 2 records, got {labels.shape}, {predicted.shape}")
+    score = METRICS[metric]
+    kwargs = {"num_classes": int(max(labels.max(), predicted.max()) + 1)} if metric == "macro_f1" else {}
+
+    def statistic(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
+        return score(y, p, axis=axis, **kwargs)
+
+    result = bootstrap((labels, predicted), statistic, paired=True, vectorized=True, n_resamples=resamples,
+                       confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    return {"value": float(statistic(labels, predicted)), "ci_low": float(result.confidence_interval.low),
+            "ci_high": float(result.confidence_interval.high), "confidence": confidence, "resamples": resamples}

@@ -37,7 +37,7 @@ class Predictions:
 
     logits: torch.Tensor  # (N, C) float32, final emotion logits
     labels: torch.Tensor  # (N,)
-    loss: float           # the training's multitask loss, mean over records
+    loss: float | None    # the training's multitask loss, mean over records (None: not a network)
     tasks: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -107,6 +107,18 @@ def _verdict(name: str, comparison: Mapping[str, Any] | None) -> str:
     return f"- **{name} {head}**: {one(f1, 'macro-F1')}; {one(acc, 'accuracy')}."
 
 
+def _baseline_verdict(baseline: Mapping[str, Any]) -> str:
+    """Best single against the logistic regression on the same embeddings (signs flipped: network − baseline)."""
+    parts = []
+    for metric, what in (("macro_f1", "macro-F1"), ("accuracy", "accuracy")):
+        ci = baseline["vs_best_single"][metric]
+        diff, low, high = -ci["difference"], -ci["ci_high"], -ci["ci_low"]
+        side = "above" if low > 0 else "below" if high < 0 else "not distinguishable from"
+        parts.append(f"{what} {side} it ({100 * diff:+.1f} points, 95% CI [{100 * low:+.1f}, {100 * high:+.1f}])")
+    return (f"- Best single vs the {baseline['label']} baseline on the same embeddings and split: "
+            + "; ".join(parts) + ".")
+
+
 def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], table_md: str,
                  links: Mapping[str, Path | None], analysis_files: Sequence[Path]) -> Path:
     base = path.parent
@@ -124,6 +136,7 @@ def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], ta
         "", "## Verdict", "",
         _verdict("The parameter crossover", cross),
         _verdict("The greedy crossover", greedy),
+        *([_baseline_verdict(by_name["logistic_regression"])] if "logistic_regression" in by_name else []),
         "",
         f"Differences are test metric(candidate) − metric(best single, epoch {best['details']['epoch']}), "
         f"paired bootstrap over test records ({boot['resamples']} resamples, seed {boot['seed']}, percentile "

@@ -151,7 +151,6 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                         choices: dict[str, int], sources: dict[str, str], weights: str, analysis: dict | None,
                         settings: dict[str, Any], out_dir: Path, crossover_path: Path | None = None) -> dict:
     # deferred: torchmetrics, scipy, matplotlib and Lightning are not needed to assemble (bench/crossover_memory.py)
-    from redheart.crossover.bootstrap import paired_difference_ci
     from redheart.crossover.calibration import fit_temperature
     from redheart.crossover.evaluate import Evaluator, has_running_stats
     from redheart.crossover.report import write_outputs
@@ -233,14 +232,14 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                        first_of[c.key]) for c in candidates]
     base_key = next(c.key for c in candidates if c.name == "best_single")
     base = test_cache[base_key]
+    cis = {key: metric_cis(test, boot) for key, test in test_cache.items()}
     for c, r in zip(candidates, results, strict=True):
-        if c.name == "best_single":
-            continue
-        test = test_cache[c.key]
-        r["vs_best_single"] = {metric: paired_difference_ci(base.labels.numpy(), test.predicted.numpy(),
-                                                            base.predicted.numpy(), metric, boot["resamples"],
-                                                            boot["confidence"], boot["seed"])
-                               for metric in ("accuracy", "macro_f1")}
+        r["test"]["ci"] = cis[c.key]
+        if c.name != "best_single":
+            r["vs_best_single"] = versus(base, test_cache[c.key], boot)
+    baseline = settings.get("baseline") or {}
+    if baseline.get("logistic_regression", True):
+        results.append(_logistic_regression_result(datamodule, len(schema.class_names), baseline, base, boot, bins))
     if has_running_stats(net):
         stats = "recomputed with torch.optim.swa_utils.update_bn on the train split for every candidate"
     else:
@@ -283,6 +282,47 @@ def _consistency(epochs: list[int], checkpoints: RunCheckpoints, scorer: _Scorer
     if not diffs:
         return {"checked_epochs": 0, "note": f"the training logged no val loss for the {weights} weights"}
     return {"checked_epochs": len(diffs), "max_abs_val_loss_difference": max(diffs.values()), "per_epoch": diffs}
+
+
+def _logistic_regression_result(datamodule: Any, num_classes: int, settings: dict[str, Any], base: Predictions,
+                                boot: dict[str, Any], bins: int) -> dict[str, Any]:
+    """The scikit-learn baseline on the same embeddings and split, as one more row (baseline.py)."""
+    from redheart.crossover.baseline import DEFAULT_C, fit_logistic_regression
+    from redheart.crossover.calibration import fit_temperature
+    from redheart.crossover.evaluate import Predictions, summarize
+
+    fit = fit_logistic_regression(datamodule.datasets, num_classes, settings.get("C") or DEFAULT_C,
+                                  int(settings.get("max_iter", 2000)), int(boot["seed"]))
+    if not torch.equal(fit.labels["test"], base.labels):
+        raise CrossoverError("logistic-regression baseline: its test records are not the network's, in the same "
+                             "order; the paired comparison would be meaningless")
+    val, test = (Predictions(fit.log_probs[s], fit.labels[s], None) for s in ("val", "test"))
+    temperature = fit_temperature(val.logits, val.labels)
+    return {"name": "logistic_regression", "label": f"Logistic regression (C={fit.C:g})", "kind": "baseline",
+            "weights": None, "recipe": {},
+            "details": {"C": fit.C, "chosen_by": "val emotion log-loss",
+                        "val_log_loss_by_C": {f"{c:g}": v for c, v in fit.val_log_loss.items()},
+                        "converged": fit.converged,
+                        "model": "sklearn StandardScaler + LogisticRegression on the run's embeddings"},
+            "val": summarize(val, temperature, bins), "test": summarize(test, temperature, bins) | {
+                "ci": metric_cis(test, boot)}, "vs_best_single": versus(base, test, boot)}
+
+
+def metric_cis(test: Predictions, boot: dict[str, Any]) -> dict[str, dict]:
+    """Test accuracy and macro-F1 of one candidate with their percentile bootstrap CIs."""
+    from redheart.crossover.bootstrap import metric_ci
+
+    return {m: metric_ci(test.labels.numpy(), test.predicted.numpy(), m, boot["resamples"], boot["confidence"],
+                         boot["seed"]) for m in ("accuracy", "macro_f1")}
+
+
+def versus(base: Predictions, test: Predictions, boot: dict[str, Any]) -> dict[str, dict]:
+    """metric(candidate) − metric(best single) on test, paired bootstrap CI, for accuracy and macro-F1."""
+    from redheart.crossover.bootstrap import paired_difference_ci
+
+    return {m: paired_difference_ci(base.labels.numpy(), test.predicted.numpy(), base.predicted.numpy(), m,
+                                    boot["resamples"], boot["confidence"], boot["seed"])
+            for m in ("accuracy", "macro_f1")}
 
 
 def _result(c: Candidate, val: Predictions, test: Predictions, temperature: float, bins: int, first: str) -> dict:

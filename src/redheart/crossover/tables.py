@@ -2,9 +2,10 @@
 
 The seed's table has one row per method and the columns Method | Val Loss | Val Acc | Test Acc, with
 \\hline rules and the winning entries in bold. Here the numbers are measured, and the columns add test
-macro-F1, the paired-bootstrap difference against best single with its 95% CI (percentage points;
+macro-F1, each test metric's 95% bootstrap interval, the paired-bootstrap difference against best single with its 95% CI (percentage points;
 `*` when the interval excludes 0), and calibration (ECE before → after temperature scaling, Brier).
-Bold marks the best value of each metric column.
+Bold marks the best value of each metric column. The logistic-regression baseline has no multitask
+loss: its Val Loss cell is "—".
 """
 
 from __future__ import annotations
@@ -12,19 +13,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-COLUMNS = ("Method", "Val Loss", "Val Acc", "Test Acc", "Test Macro-F1", "ΔAcc vs best single [95% CI]",
-           "ΔF1 vs best single [95% CI]", "Test ECE → T-scaled", "Test Brier")
-LATEX_COLUMNS = ("Method", "Val Loss", "Val Acc", "Test Acc", "Test Macro-F1",
+COLUMNS = ("Method", "Val Loss", "Val Acc", "Test Acc [95% CI]", "Test Macro-F1 [95% CI]",
+           "ΔAcc vs best single [95% CI]", "ΔF1 vs best single [95% CI]", "Test ECE → T-scaled", "Test Brier")
+LATEX_COLUMNS = ("Method", "Val Loss", "Val Acc", "Test Acc [95\\% CI]", "Test Macro-F1 [95\\% CI]",
                  "$\\Delta$Acc [95\\% CI]", "$\\Delta$F1 [95\\% CI]", "ECE $\\rightarrow$ T-scaled", "Brier")
 # column -> (how to read the value from a result, lower is better?)
 BEST = {"Val Loss": (lambda r: r["val"]["loss"], True), "Val Acc": (lambda r: r["val"]["accuracy"], False),
-        "Test Acc": (lambda r: r["test"]["accuracy"], False), "Test Macro-F1": (lambda r: r["test"]["macro_f1"], False),
+        "Test Acc [95% CI]": (lambda r: r["test"]["accuracy"], False),
+        "Test Macro-F1 [95% CI]": (lambda r: r["test"]["macro_f1"], False),
         "Test ECE → T-scaled": (lambda r: r["test"]["ece_scaled"], True),
         "Test Brier": (lambda r: r["test"]["brier"], True)}
 
 
 def _pct(value: float, latex: bool) -> str:
     return f"{100 * value:.1f}" + ("\\%" if latex else "%")
+
+
+def _with_ci(split: Mapping[str, Any], metric: str, latex: bool) -> str:
+    """The metric in percent with its 95% bootstrap interval when the evaluation computed one."""
+    ci = (split.get("ci") or {}).get(metric)
+    text = _pct(split[metric], latex)
+    return f"{text} [{100 * ci['ci_low']:.1f}, {100 * ci['ci_high']:.1f}]" if ci else text
 
 
 def _diff(ci: Mapping[str, Any] | None, latex: bool) -> str:
@@ -39,15 +48,17 @@ def rows(results: Sequence[Mapping[str, Any]], latex: bool) -> list[list[str]]:
     """One row of cell texts per candidate result (see run.py for the result's fields)."""
     best = {}
     for column, (read, lower) in BEST.items():
-        values = [read(r) for r in results]
-        best[column] = min(values) if lower else max(values)
+        values = [v for r in results if (v := read(r)) is not None]  # None: the baseline has no multitask loss
+        best[column] = (min(values) if lower else max(values)) if values else None
     labels = {r.get("name"): r["label"] for r in results}
     out = []
     for r in results:
         cells = {
             "Method": _escape(_label(r, labels)) if latex else _label(r, labels),
-            "Val Loss": f"{r['val']['loss']:.3f}", "Val Acc": _pct(r["val"]["accuracy"], latex),
-            "Test Acc": _pct(r["test"]["accuracy"], latex), "Test Macro-F1": _pct(r["test"]["macro_f1"], latex),
+            "Val Loss": ("--" if latex else "—") if r["val"]["loss"] is None else f"{r['val']['loss']:.3f}",
+            "Val Acc": _pct(r["val"]["accuracy"], latex),
+            "Test Acc [95% CI]": _with_ci(r["test"], "accuracy", latex),
+            "Test Macro-F1 [95% CI]": _with_ci(r["test"], "macro_f1", latex),
             "ΔAcc vs best single [95% CI]": _diff(r.get("vs_best_single", {}).get("accuracy"), latex),
             "ΔF1 vs best single [95% CI]": _diff(r.get("vs_best_single", {}).get("macro_f1"), latex),
             "Test ECE → T-scaled": (f"{r['test']['ece']:.3f} $\\rightarrow$ {r['test']['ece_scaled']:.3f}" if latex
@@ -55,7 +66,7 @@ def rows(results: Sequence[Mapping[str, Any]], latex: bool) -> list[list[str]]:
             "Test Brier": f"{r['test']['brier']:.3f}",
         }
         for column, (read, _) in BEST.items():
-            if read(r) == best[column]:
+            if best[column] is not None and read(r) == best[column]:
                 cells[column] = f"\\textbf{{{cells[column]}}}" if latex else f"**{cells[column]}**"
         out.append([cells[c] for c in COLUMNS])
     return out

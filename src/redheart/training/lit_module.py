@@ -73,8 +73,9 @@ class RedHeartLitModule(L.LightningModule):
             parts["rdrop_kl"] = consistency.detach()
         self.last_train_losses = parts
         size = len(batch["label"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log_dict({f"train/loss/{k}": v for k, v in parts.items()}, on_step=False, on_epoch=True, batch_size=size)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log_dict({f"train/loss/{k}": v for k, v in parts.items()}, on_step=False, on_epoch=True, batch_size=size,
+                      sync_dist=True)
         self.train_metrics.update(out, batch)
         self.epoch_train_loss.update(loss.detach(), weight=size)
         return loss
@@ -89,8 +90,8 @@ class RedHeartLitModule(L.LightningModule):
         out = self.net(batch["embedding"])
         loss, parts = self._loss(out, batch)
         size = len(batch["label"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size)
-        self.log_dict({f"{stage}/loss/{k}": v for k, v in parts.items()}, on_epoch=True, batch_size=size)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size, sync_dist=True)
+        self.log_dict({f"{stage}/loss/{k}": v for k, v in parts.items()}, on_epoch=True, batch_size=size, sync_dist=True)
         metrics.update(out, batch)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -112,9 +113,9 @@ class RedHeartLitModule(L.LightningModule):
             self.confusion[stage] = confusion
         metrics.reset()
         if values:
-            self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
+            self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False, sync_dist=True)
         if "emotion/f1" in values and stage != "train":
-            self.log(f"{stage}/f1", values["emotion/f1"], prog_bar=True)
+            self.log(f"{stage}/f1", values["emotion/f1"], prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict:
         optimizer_factory = hydra.utils.instantiate(self.hparams.optimizer)
