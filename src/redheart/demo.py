@@ -9,8 +9,9 @@
 Each step is the same command a researcher would type (printed before it runs), so the demo shows
 the entry points rather than hiding them; any step failing stops the demo with its exit code.
 Extra `key=value` arguments go to every train.py step (e.g. `model=tiny trainer.max_epochs=4`);
-`task_name=NAME` (default `demo`) names the output folder outputs/NAME/. `make isear` runs this same
-pipeline on ISEAR: `python -m redheart.demo experiment=isear task_name=isear data.path=...`.
+`task_name=NAME` (default `demo`) names the output folder outputs/NAME/, and `paths.log_dir=DIR`
+moves it to DIR/NAME/. `make isear` runs this same pipeline on ISEAR:
+`python -m redheart.demo experiment=isear task_name=isear data.path=...`.
 """
 
 from __future__ import annotations
@@ -36,17 +37,18 @@ def step(title: str, args: list[str]) -> float:
     return time.monotonic() - start
 
 
-def task_name_of(args: list[str], default: str = "demo") -> str:
-    """The `task_name=` among the arguments (the last one wins, as in Hydra), else `default`."""
-    names = [a.split("=", 1)[1] for a in args if a.startswith("task_name=")]
-    return names[-1] if names else default
+def override_of(args: list[str], key: str, default: str) -> str:
+    """The value of `key=` among the arguments (the last one wins, as in Hydra), else `default`."""
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    return values[-1] if values else default
 
 
 def main(argv: list[str] | None = None) -> None:
     extra = list(sys.argv[1:] if argv is None else argv)
-    task = task_name_of(extra)
+    task = override_of(extra, "task_name", "demo")
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    outputs = ROOT / "outputs" / task
+    # train.py writes under paths.log_dir (conf/paths: <root>/outputs); the steps run in ROOT
+    outputs = ROOT / override_of(extra, "paths.log_dir", "outputs") / task
     sweep_dir, run_name = outputs / "lr_sweeps" / stamp, stamp
     run_dir = outputs / "runs" / run_name
     common = [f"task_name={task}", *(a for a in extra if not a.startswith("task_name="))]
