@@ -41,7 +41,7 @@ sweep: setup
 	$(PY) train.py -m hydra/sweeper=hierarchical_lr callbacks=sweep task_name=lr_sweep $(SWEEP_ARGS)
 
 # The demo's pipeline on ISEAR (../shared/data/isear/isear.csv; override with ISEAR=path), outputs in
-# outputs/isear/; ISEAR_ARGS go to train.py. ~35 min on 2 cores; docs/results.md holds its figures.
+# outputs/isear/; ISEAR_ARGS go to train.py. ~20 min on 2 cores; docs/results.md holds its figures.
 ISEAR ?= ../shared/data/isear/isear.csv
 ISEAR_ARGS ?=
 isear: setup isear-present
