@@ -17,14 +17,12 @@ os.environ.setdefault("REDHEART_ROOT", str(ROOT))
 
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="analyze")
 def main(cfg: DictConfig) -> None:
-    from redheart.analysis.errors import AnalysisError
     from redheart.analysis.run import analyze
-    from redheart.crossover.errors import CrossoverError
-    from redheart.data.errors import DataError
+    from redheart.errors import RedHeartError
 
     try:
         analyze(cfg)
-    except (AnalysisError, CrossoverError, DataError) as err:  # the message names the file and field; a traceback adds nothing
+    except RedHeartError as err:  # the message names the file and field; a traceback adds nothing
         logging.getLogger("analyze").error("%s: %s", type(err).__name__, err)
         raise SystemExit(2) from None
 

@@ -18,13 +18,12 @@ os.environ.setdefault("REDHEART_ROOT", str(ROOT))
 
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="combine")
 def main(cfg: DictConfig) -> None:
-    from redheart.crossover.errors import CrossoverError
     from redheart.crossover.run import combine
-    from redheart.data.errors import DataError
+    from redheart.errors import RedHeartError
 
     try:
         combine(cfg)
-    except (CrossoverError, DataError) as err:  # the message names the file and field; a traceback adds nothing
+    except RedHeartError as err:  # the message names the file and field; a traceback adds nothing
         logging.getLogger("combine").error("%s: %s", type(err).__name__, err)
         raise SystemExit(2) from None
 

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from callbacks.module_groups import target_module
 from callbacks.train_loss import epoch_train_loss
 from redheart.io import atomic_write_json
-from redheart.sweep.records import HISTORY_FILE
+from redheart.run_folder import EPOCH_HISTORY
 
 
 def state_sha256(module: torch.nn.Module) -> str:
@@ -46,7 +46,7 @@ def _finite_or_none(value: Any) -> float | None:
 
 class EpochHistory(L.Callback):
     def __init__(self, dirpath: str, hash_initial_weights: bool = True):
-        self.path = Path(dirpath) / HISTORY_FILE
+        self.path = Path(dirpath) / EPOCH_HISTORY
         self.hash_initial_weights = hash_initial_weights
         self.records: list[dict[str, Any]] = []
         self.initial_sha256: str | None = None

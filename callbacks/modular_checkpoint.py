@@ -32,9 +32,9 @@ from callbacks.module_groups import ModuleGroups, target_module
 from callbacks.param_sampling import ParameterSampler
 from callbacks.train_loss import epoch_train_loss
 from redheart.io import atomic_write_json, atomic_write_with, nulls_for_non_finite, sha256_file
+from redheart.run_folder import FORMAT, MANIFEST, group_file, metrics_file, new_manifest, read_manifest
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-FORMAT = "redheart-modular-v1"
 
 
 def peak_rss_bytes() -> int:
@@ -62,7 +62,7 @@ class ModularCheckpoint(L.Callback):
 
     @property
     def manifest_path(self) -> Path:
-        return self.dirpath / "manifest.json"
+        return self.dirpath / MANIFEST
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Refuse strategies that shard parameters: rank zero alone could not read whole module groups."""
@@ -108,7 +108,6 @@ class ModularCheckpoint(L.Callback):
 
     @rank_zero_only
     def _write(self, epoch: int, raw: dict, ema: dict | None, metrics: dict) -> None:
-        folder = self.dirpath / f"epoch_{epoch:03d}"
         dtype = DTYPES[self.dtype]
         files = {}
         for group, names in self._group_names.items():
@@ -117,10 +116,10 @@ class ModularCheckpoint(L.Callback):
                 tensors |= {f"ema/{n}": ema[n].detach().to("cpu", dtype).contiguous() for n in names}
             meta = {"format": FORMAT, "epoch": str(epoch), "group": group, "dtype": self.dtype,
                     "ema": str(ema is not None).lower()}
-            path = atomic_write_with(folder / f"{group}.safetensors", lambda tmp, t=tensors, m=meta: save_file(t, tmp, m))
+            path = atomic_write_with(group_file(self.dirpath, epoch, group), lambda tmp, t=tensors, m=meta: save_file(t, tmp, m))
             files[group] = {"path": str(path.relative_to(self.dirpath)), "bytes": path.stat().st_size,
                             "sha256": sha256_file(path), "tensors": len(tensors)}
-        metrics_path = atomic_write_json(self.dirpath / f"metrics_epoch_{epoch:03d}.json", nulls_for_non_finite(metrics))
+        metrics_path = atomic_write_json(metrics_file(self.dirpath, epoch), nulls_for_non_finite(metrics))
         manifest = self.read_manifest()
         manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["epoch"] != epoch] + [{
             "epoch": epoch, "files": files, "metrics": metrics_path.name,
@@ -130,12 +129,10 @@ class ModularCheckpoint(L.Callback):
         atomic_write_json(self.manifest_path, manifest)  # last: it lists only complete files
 
     def read_manifest(self) -> dict[str, Any]:
-        import json
-
+        """The manifest so far (checked), or a new one before the first save."""
         if self.manifest_path.is_file():
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        return {"format": FORMAT, "every_n_epochs": self.every_n_epochs,
-                "groups": {g: list(p) for g, p in self.module_groups.groups.items()}, "checkpoints": []}
+            return read_manifest(self.dirpath).data
+        return new_manifest(self.every_n_epochs, self.module_groups.groups)
 
     def epoch_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int, ema: bool) -> dict:
         """Everything the sweet-spot analysis reads for one checkpoint (no weights needed)."""

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from redheart.run_folder import group_of
+
 
 def target_module(pl_module: nn.Module) -> nn.Module:
     """The network whose parameter names the groups use: `pl_module.net` when there is one."""
@@ -33,10 +35,8 @@ class ModuleGroups:
         self.groups = {name: tuple(prefixes) for name, prefixes in groups.items()}
 
     def group_of(self, name: str) -> str | None:
-        for group, prefixes in self.groups.items():
-            if any(name == p or name.startswith(p + ".") for p in prefixes):
-                return group
-        return None
+        """The group that claims parameter `name`, or None."""
+        return group_of(name, self.groups)
 
     def partition(self, named: Iterable[tuple[str, torch.Tensor]]) -> dict[str, dict[str, torch.Tensor]]:
         """{group: {name: tensor}} in group order; raises naming every tensor no group claims."""

@@ -44,13 +44,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from callbacks.module_groups import target_module
-from redheart.analysis.run_metrics import NAN_EVENT
+from redheart.errors import RedHeartError
 from redheart.io import atomic_write_json
+from redheart.run_folder import NAN_EVENT
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RedHeartError, RuntimeError):
     """The training loss became NaN or infinite at optimizer step `step` of epoch `epoch` (from 1)."""
 
     def __init__(self, step: int, epoch: int, cause: str):

@@ -17,10 +17,11 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from redheart.errors import RedHeartError
 from redheart.io import atomic_write_json
 
 
-class OOMBackoffError(RuntimeError):
+class OOMBackoffError(RedHeartError, RuntimeError):
     """Out of memory even at a micro-batch of 1."""
 
 

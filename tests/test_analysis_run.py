@@ -15,8 +15,9 @@ from hydra.core.global_hydra import GlobalHydra
 
 from redheart.analysis.errors import AnalysisError
 from redheart.analysis.run import analyze
-from redheart.analysis.run_metrics import load_run, resolve_run_dir
+from redheart.analysis.run_metrics import load_run
 from redheart.analysis.synthetic import GROUPS, Plan, write_run
+from redheart.run_folder import resolve_run_dir
 from tests.conftest import REPO_ROOT
 
 TECHNIQUES = ("mann_kendall", "cusum", "task", "mcda", "gradient", "vote")
@@ -121,9 +122,9 @@ def test_run_folder_or_modular_folder_resolve_alike(planted, tmp_path):
     run, _ = planted
     assert resolve_run_dir(run) == resolve_run_dir(run / "modular") == (run.resolve(), run.resolve() / "modular")
     with pytest.raises(AnalysisError, match="no such folder"):
-        resolve_run_dir(tmp_path / "nope")
+        resolve_run_dir(tmp_path / "nope", AnalysisError)
     with pytest.raises(AnalysisError, match="neither .*manifest.json"):
-        resolve_run_dir(tmp_path)
+        resolve_run_dir(tmp_path, AnalysisError)
 
 
 def _edit(path: Path, edit) -> None:

@@ -101,3 +101,36 @@ def test_train_py_reports_bad_data_without_a_traceback(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 2
     assert "2 of 2 records are invalid" in output and "field 'label': is 9" in output and "Traceback" not in output
+
+
+def _compose(config_name: str, *overrides: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+PRESETS = sorted(p.stem for p in (REPO_ROOT / "conf" / "model").glob("*.yaml") if p.stem != "base")
+EXPERIMENTS = [None] + sorted(p.stem for p in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_composed_experiment_names_the_same_module_groups_everywhere(preset, experiment):
+    """conf/module_groups is the one list: training, analysis and crossover configs all name its groups."""
+    from redheart.crossover.choices import RESERVED_KEYS
+
+    overrides = [f"model={preset}"] + ([f"experiment={experiment}"] if experiment else [])
+    train_groups = dict(_compose("train", *overrides).module_groups)
+    analyze, combine = _compose("analyze"), _compose("combine")
+    assert dict(analyze.module_groups) == dict(combine.module_groups) == train_groups
+    analysis = analyze.analysis
+    placed = [g for members in analysis.couplings.values() for g in members] + list(analysis.independent)
+    assert sorted(placed) == sorted(train_groups)  # each group in exactly one coupling or independent
+    assert list(analysis.groups) == list(train_groups)
+    for cfg in (analyze, combine):
+        assert [k for k in cfg.crossover if k not in RESERVED_KEYS] == list(train_groups)

@@ -21,13 +21,14 @@ from safetensors.torch import load_file, save_file
 
 from callbacks.modular_checkpoint import ModularCheckpoint
 from redheart.crossover.assemble import expected_tensors, load_into, plan_assembly
-from redheart.crossover.checkpoints import RunCheckpoints, resolve_run_dir
+from redheart.crossover.checkpoints import RunCheckpoints
 from redheart.crossover.choices import resolve_choices, shifted
 from redheart.crossover.errors import CrossoverError
 from redheart.crossover.rebuild import build_net, net_arguments, schema_of
 from redheart.crossover.run import combine, crossover_and_evaluate
 from redheart.crossover.soups import Selection, greedy_crossover, greedy_soup
 from redheart.io import atomic_write_json, sha256_file
+from redheart.run_folder import resolve_run_dir
 from redheart.train import model_arguments
 from tests.conftest import REPO_ROOT, compose_for
 
@@ -231,9 +232,9 @@ def test_the_rebuilt_net_is_configured_exactly_as_training_configures_it(tmp_pat
 
 
 def test_ckpt_dir_may_be_the_run_or_its_modular_folder_and_must_hold_a_manifest(run, tmp_path):
-    assert resolve_run_dir(run) == resolve_run_dir(run / "modular") == run.resolve()
+    assert resolve_run_dir(run) == resolve_run_dir(run / "modular") == (run.resolve(), run.resolve() / "modular")
     with pytest.raises(CrossoverError, match="no modular/manifest.json"):
-        resolve_run_dir(tmp_path)
+        resolve_run_dir(tmp_path, CrossoverError)
 
 
 def analysis_for(run: Path, recommended: dict[str, int], plateau=(2, 6), excluded=()) -> dict:

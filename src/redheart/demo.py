@@ -22,6 +22,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from redheart.run_folder import ANALYSIS_DIR
+
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = ["hydra/sweeper=hierarchical_lr", "callbacks=sweep", "hydra.sweeper.stages=2",
          "hydra.sweeper.points_per_stage=3", "trainer.max_epochs=3"]
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                          ["train.py", *common, f"run_name={run_name}", f"optim.lr=${{optimal_lr:{sweep_dir}}}"]),
         "analysis": step("4/4 sweet spots, crossover, evaluation", ["analyze.py", f"ckpt_dir={run_dir}"]),
     }
-    results = run_dir / "analysis_results"
+    results = run_dir / ANALYSIS_DIR
     print("\n=== done in " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items())
           + f" (total {sum(times.values()) / 60:.1f} min)")
     print(f"final report     {results / 'final_report.md'}")

@@ -17,11 +17,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from callbacks.oom_backoff import OOMBackoff
 from redheart.data.datamodule import RedHeartDataModule
+from redheart.errors import ConfigError, RedHeartError
 from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
+from redheart.run_folder import MODULAR_DIR, RUN_INFO
 from redheart.schema import TaskSchema
 from redheart.training.lit_module import RedHeartLitModule
 
@@ -52,7 +55,7 @@ def check_parameters(model_args: dict[str, Any], output_dir: Path) -> dict[str, 
     return table
 
 
-class ResumeError(ValueError):
+class ResumeError(RedHeartError, ValueError):
     """A fresh run would reuse another run's folder, or there is nothing to resume."""
 
 
@@ -62,7 +65,7 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
     Lightning would otherwise start "fresh" next to another run's checkpoints (and a callback such as
     OnExceptionCheckpoint can make a plain fit pick up stale state); here a fresh run needs a clean folder.
     """
-    existing = [p for p in (output_dir / "checkpoints", output_dir / "modular") if p.is_dir() and any(p.iterdir())]
+    existing = [p for p in (output_dir / "checkpoints", output_dir / MODULAR_DIR) if p.is_dir() and any(p.iterdir())]
     if ckpt_path is None:
         if existing:
             raise ResumeError(f"{output_dir} already holds a run ({', '.join(p.name for p in existing)}): resume it "
@@ -87,7 +90,7 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
             tmp.symlink_to(newest.name)
             tmp.replace(last)  # atomic, over a dangling link too
             return str(last)
-        if not (output_dir / "run.json").is_file():
+        if not (output_dir / RUN_INFO).is_file():
             raise ResumeError(f"ckpt_path=last, but there is no run in {output_dir}: pass the run's run_name (its "
                               "folder name under outputs/<task_name>/runs/) or a checkpoint path")
         log.warning("ckpt_path=last: %s started but saved no resume checkpoint yet; starting it again", output_dir)
@@ -109,7 +112,7 @@ def git_commit(root: Path) -> str | None:
 
 def describe_run(cfg: DictConfig, output_dir: Path, parameters: dict[str, Any]) -> None:
     """run.json: what produced this folder (resolved config, git commit, parameter table)."""
-    atomic_write_json(output_dir / "run.json", {
+    atomic_write_json(output_dir / RUN_INFO, {
         "config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit(Path(cfg.paths.root_dir)),
         # where the LR came from: a number, or ${optimal_lr:<sweep>} (the final report links that sweep)
         "lr_source": OmegaConf.to_container(cfg.optim, resolve=False).get("lr"),
@@ -175,8 +178,18 @@ def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
     return fit[name]
 
 
+def check_resolvable(cfg: DictConfig) -> None:
+    """Resolve every interpolation up front, so a bad one (an LR sweep without optimal_lr.json) stops the run
+    before any work, as a ConfigError naming it, rather than partway through."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as err:
+        raise ConfigError(f"{type(err).__name__}: {err}") from None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured pipeline; return its metrics (data counts, parameters, fit and test metrics)."""
+    check_resolvable(cfg)
     L.seed_everything(cfg.seed, workers=True)
     trainer: L.Trainer | None = None
     output_dir = Path(cfg.paths.output_dir)

@@ -22,13 +22,14 @@ from redheart.analysis.run_metrics import load_run
 from redheart.analysis.settings import load_thresholds, parse_settings
 from redheart.analysis.sweet_spot import analyse, check_recommendations
 from redheart.io import atomic_write_json, atomic_write_text
+from redheart.run_folder import ANALYSIS_DIR
 
 log = logging.getLogger(__name__)
 
 
 def output_dir(cfg: DictConfig, run_dir: Path) -> Path:
     """`output=` or <run folder>/analysis_results (relative paths: from the current folder)."""
-    return Path(cfg.output).expanduser().resolve() if cfg.get("output") else run_dir / "analysis_results"
+    return Path(cfg.output).expanduser().resolve() if cfg.get("output") else run_dir / ANALYSIS_DIR
 
 
 def analyze(cfg: DictConfig) -> dict[str, Any]:

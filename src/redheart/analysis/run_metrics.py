@@ -29,25 +29,10 @@ from typing import Any
 import numpy as np
 
 from redheart.analysis.errors import AnalysisError
+from redheart.run_folder import MANIFEST, METRICS_GLOB, NAN_EVENT, read_manifest, resolve_run_dir
 
-MANIFEST = "manifest.json"
-FORMAT = "redheart-modular-v1"
 TOP_LEVEL = ("train_loss", "val_loss")
 GROUP_STATS = ("grad_norm_mean", "grad_norm_max", "update_ratio", "param_norm", "dead_unit_fraction")
-NAN_EVENT = "nan_event.json"  # in the run folder, written by callbacks/nan_guard.py
-
-
-def resolve_run_dir(ckpt_dir: str | Path) -> tuple[Path, Path]:
-    """(run folder, modular folder) for `ckpt_dir` given as the run folder or its modular/ folder."""
-    path = Path(ckpt_dir).expanduser().resolve()
-    if not path.is_dir():
-        raise AnalysisError(f"ckpt_dir={ckpt_dir}: {'not a folder' if path.exists() else 'no such folder'}")
-    if (path / "modular" / MANIFEST).is_file():
-        return path, path / "modular"
-    if (path / MANIFEST).is_file():
-        return path.parent, path
-    raise AnalysisError(f"ckpt_dir={ckpt_dir}: neither {path / 'modular' / MANIFEST} nor {path / MANIFEST} exists; "
-                        "pass a training run folder (outputs/train/runs/<name>) or its modular/ folder")
 
 
 def _number(value: Any, where: str) -> float:
@@ -154,35 +139,6 @@ def _confusion(record: dict, where: str) -> np.ndarray | None:
     return array
 
 
-def _manifest(path: Path) -> tuple[dict[str, list[str]], list[dict], int]:
-    manifest = _object(_read_json(path)[0], str(path))
-    if manifest.get("format") != FORMAT:
-        raise AnalysisError(f"{path}: field 'format' is {manifest.get('format')!r}, expected {FORMAT!r}")
-    groups = _object(manifest.get("groups"), f"{path}: field 'groups'")
-    for group, prefixes in groups.items():
-        if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
-            raise AnalysisError(f"{path}: field 'groups.{group}' must be a list of module prefixes")
-    every = manifest.get("every_n_epochs")
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise AnalysisError(f"{path}: field 'every_n_epochs' must be an integer >= 1, got {every!r}")
-    checkpoints = manifest.get("checkpoints")
-    if not isinstance(checkpoints, list) or not checkpoints:
-        raise AnalysisError(f"{path}: field 'checkpoints' must be a non-empty list (no checkpoint saved yet?)")
-    seen: set[int] = set()
-    for i, entry in enumerate(checkpoints):
-        entry = _object(entry, f"{path}: field 'checkpoints[{i}]'")
-        epoch = entry.get("epoch")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
-            raise AnalysisError(f"{path}: field 'checkpoints[{i}].epoch' must be an integer >= 1, got {epoch!r}")
-        if epoch in seen:
-            raise AnalysisError(f"{path}: field 'checkpoints[{i}].epoch': epoch {epoch} is listed twice")
-        seen.add(epoch)
-        name = entry.get("metrics")
-        if not isinstance(name, str) or "/" in name or "\\" in name or not name:
-            raise AnalysisError(f"{path}: field 'checkpoints[{i}].metrics' must be a file name, got {name!r}")
-    return {g: list(p) for g, p in groups.items()}, sorted(checkpoints, key=lambda c: c["epoch"]), every
-
-
 def read_nan_event(run_dir: Path) -> dict[str, Any] | None:
     """The run's nan_event.json when there is one, its `step` and `epoch` checked."""
     path = run_dir / NAN_EVENT
@@ -198,8 +154,9 @@ def read_nan_event(run_dir: Path) -> dict[str, Any] | None:
 
 def load_run(ckpt_dir: str | Path, verify_sha256: bool = True) -> RunMetrics:
     """Read and check the manifest and every metrics file it lists (no weight file is touched)."""
-    run_dir, modular = resolve_run_dir(ckpt_dir)
-    groups, checkpoints, every = _manifest(modular / MANIFEST)
+    run_dir, modular = resolve_run_dir(ckpt_dir, AnalysisError)
+    manifest = read_manifest(modular, AnalysisError)
+    groups, checkpoints, every = manifest.groups, manifest.checkpoints, manifest.every_n_epochs
     rows: list[dict[str, float]] = []
     confusion: dict[int, np.ndarray] = {}
     ema: set[bool] = set()
@@ -225,7 +182,7 @@ def load_run(ckpt_dir: str | Path, verify_sha256: bool = True) -> RunMetrics:
             confusion[entry["epoch"]] = matrix
         ema.add(bool(record.get("ema", entry.get("ema", False))))
     listed = {entry["metrics"] for entry in checkpoints}
-    stray = sorted(p.name for p in modular.glob("metrics_epoch_*.json") if p.name not in listed)
+    stray = sorted(p.name for p in modular.glob(METRICS_GLOB) if p.name not in listed)
     if stray:
         warnings.append(f"{modular}: {', '.join(stray)} not in {MANIFEST} (a checkpoint that did not complete): "
                         "ignored")

@@ -22,6 +22,7 @@ from redheart.analysis.run_metrics import GROUP_STATS, TOP_LEVEL, RunMetrics
 from redheart.analysis.settings import Settings, check_groups
 from redheart.analysis.task_metrics import confusion_stability, task_score, task_series, task_technique
 from redheart.analysis.vote import vote
+from redheart.run_folder import MANIFEST
 
 FORMAT = "redheart-analysis-v1"
 
@@ -147,7 +148,7 @@ def analyse_group(run: RunMetrics, group: str, settings: Settings, overfit: int 
 
 def analyse(run: RunMetrics, settings: Settings) -> dict[str, Any]:
     """module_metrics.json for `run` (every group of its manifest)."""
-    warnings = list(run.warnings) + check_groups(settings, run.groups, run.modular_dir / "manifest.json")
+    warnings = list(run.warnings) + check_groups(settings, run.groups, run.modular_dir / MANIFEST)
     overfit, evidence = overfitting_point(run.epochs, run.values["train_loss"], run.values["val_loss"],
                                           settings.overfit_consecutive, settings.overfit_min_increase,
                                           settings.overfit_min_rise_sigma, settings.overfit_smoothing,

@@ -16,17 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from redheart.io import atomic_write_text
+from redheart.model.summary import config_dir
+from redheart.run_folder import MANIFEST, MODULAR_DIR, group_file, metrics_file, new_manifest
 
-GROUPS = {
-    "backbone": ["backbone"], "heads": ["heads"],
-    "neural_analyzers": ["analyzers.neural_emotion", "analyzers.neural_bentham", "analyzers.neural_regret",
-                         "analyzers.neural_surd"],
-    "dsp_kalman": ["analyzers.dsp", "analyzers.kalman"], "advanced_emotion": ["analyzers.advanced_emotion"],
-    "advanced_regret": ["analyzers.advanced_regret"], "advanced_bentham": ["analyzers.advanced_bentham"],
-    "advanced_surd": ["analyzers.advanced_surd"], "phase": ["phase"],
-}
+# the training's own module groups (conf/module_groups), so a synthetic run has the groups a real one has
+GROUPS: dict[str, list[str]] = OmegaConf.to_container(OmegaConf.load(config_dir() / "module_groups" / "default.yaml"))
 MODULE_TASKS = {
     "heads.emotion": ("emotion", "intensity"), "heads.bentham": ("bentham",), "heads.regret": ("regret",),
     "heads.surd": ("surd",), "analyzers.neural_emotion": ("emotion",), "analyzers.neural_bentham": ("bentham",),
@@ -139,16 +136,16 @@ def write_run(folder: str | Path, plan: Plan | None = None, full_preset: bool = 
               junk_weights: bool = False) -> Path:
     """A run folder at `folder` (its modular/ holds the manifest and metrics files); returns it."""
     plan = plan or Plan()
-    modular = Path(folder) / "modular"
+    modular = Path(folder) / MODULAR_DIR
     checkpoints = []
     for record in epoch_records(plan):
         epoch = record["epoch"]
         text = json.dumps(record, indent=2, allow_nan=True) + "\n"  # NaN on purpose where planted
-        name = f"metrics_epoch_{epoch:03d}.json"
+        name = metrics_file(modular, epoch).name
         atomic_write_text(modular / name, text)
         files = {}
         for g in GROUPS:
-            path = f"epoch_{epoch:03d}/{g}.safetensors"
+            path = group_file(modular, epoch, g).relative_to(modular).as_posix()
             if junk_weights:
                 atomic_write_text(modular / path, "not a safetensors file\n")
             files[g] = {"path": path, "bytes": FULL_BYTES[g] if full_preset else 1000, "sha256": "0" * 64,
@@ -156,6 +153,6 @@ def write_run(folder: str | Path, plan: Plan | None = None, full_preset: bool = 
         checkpoints.append({"epoch": epoch, "files": files, "metrics": name,
                             "metrics_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "ema": True,
                             "dtype": "float32"})
-    manifest = {"format": "redheart-modular-v1", "every_n_epochs": 2, "groups": GROUPS, "checkpoints": checkpoints}
-    atomic_write_text(modular / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    manifest = new_manifest(2, GROUPS) | {"checkpoints": checkpoints}
+    atomic_write_text(modular / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return Path(folder)

@@ -25,6 +25,7 @@ from torch import nn
 from redheart.crossover.checkpoints import GroupFile, RunCheckpoints
 from redheart.crossover.errors import CrossoverError
 from redheart.io import atomic_write_json, atomic_write_with, sha256_file
+from redheart.run_folder import group_of
 
 FORMAT = "redheart-crossover-v1"
 Recipe = Mapping[str, Sequence[int]]  # group -> epochs (one: exact copy; several: uniform average)
@@ -39,14 +40,6 @@ class TensorSpec:
 def expected_tensors(net: nn.Module) -> dict[str, TensorSpec]:
     """Every parameter and persistent buffer of the model (its state dict); works on the meta device."""
     return {name: TensorSpec(tuple(t.shape), t.dtype) for name, t in net.state_dict().items()}
-
-
-def owner(name: str, groups: Mapping[str, Sequence[str]]) -> str | None:
-    """The group whose prefix claims `name` (the rule of callbacks/module_groups.py)."""
-    for group, prefixes in groups.items():
-        if any(name == p or name.startswith(p + ".") for p in prefixes):
-            return group
-    return None
 
 
 @dataclass
@@ -100,7 +93,7 @@ def plan_assembly(checkpoints: RunCheckpoints, recipe: Recipe, weights: str,
                     if spec is None:
                         problems["extra"].append(f"{where} (no such tensor in the model)")
                         continue
-                    claimed = owner(name, checkpoints.groups)
+                    claimed = group_of(name, checkpoints.groups)
                     if claimed != group:
                         problems["misplaced"].append(f"{where} (belongs to group {claimed!r})")
                     view = f.get_slice(key)
@@ -120,7 +113,7 @@ def plan_assembly(checkpoints: RunCheckpoints, recipe: Recipe, weights: str,
                 problems["inconsistent"].append(f"group {group!r}: epoch {epoch} holds other tensors than "
                                                 f"epoch {epochs[0]} ({sorted(set(names) ^ first)})")
         plan.groups[group] = [n for n in names_per_epoch[0] if n in expected]
-    problems["missing"] = [f"{name} (group {owner(name, checkpoints.groups)!r})"
+    problems["missing"] = [f"{name} (group {group_of(name, checkpoints.groups)!r})"
                            for name in expected if name not in provided]
     found = {kind: items for kind, items in problems.items() if items}
     if found:

@@ -19,22 +19,9 @@ from safetensors import SafetensorError, safe_open
 
 from redheart.crossover.errors import CrossoverError
 from redheart.io import read_json, sha256_file
+from redheart.run_folder import read_manifest, resolve_run_dir
 
-MANIFEST_FORMAT = "redheart-modular-v1"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
-
-
-def resolve_run_dir(ckpt_dir: str | Path) -> Path:
-    """The training run folder, given either it or its `modular/` folder."""
-    path = Path(ckpt_dir).expanduser().resolve()
-    if not path.exists():
-        raise CrossoverError(f"ckpt_dir {path} does not exist")
-    if (path / "modular" / "manifest.json").is_file():
-        return path
-    if (path / "manifest.json").is_file() and path.name == "modular":
-        return path.parent
-    raise CrossoverError(f"ckpt_dir {path}: no modular/manifest.json here; give a training run folder "
-                         "(outputs/train/runs/<name>) or its modular/ folder")
 
 
 @dataclass(frozen=True)
@@ -53,58 +40,30 @@ class RunCheckpoints:
     """The manifest of one run: its groups, epochs and files; verified, lazy access to the tensors."""
 
     def __init__(self, run_dir: str | Path):
-        self.run_dir = resolve_run_dir(run_dir)
-        self.modular = self.run_dir / "modular"
-        self.manifest_path = self.modular / "manifest.json"
-        manifest = _read_json(self.manifest_path)
-        where = str(self.manifest_path)
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise CrossoverError(f"{where}: field 'format' is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-        groups = manifest.get("groups")
-        if not isinstance(groups, dict) or not groups:
-            raise CrossoverError(f"{where}: field 'groups' must be a non-empty object of group -> prefixes")
-        self.groups: dict[str, tuple[str, ...]] = {g: tuple(p) for g, p in groups.items()}
-        checkpoints = manifest.get("checkpoints")
-        if not isinstance(checkpoints, list) or not checkpoints:
-            raise CrossoverError(f"{where}: field 'checkpoints' lists no checkpoint")
+        self.run_dir, self.modular = resolve_run_dir(run_dir, CrossoverError)
+        manifest = read_manifest(self.modular, CrossoverError)
+        self.manifest_path = manifest.path
+        self.groups: dict[str, tuple[str, ...]] = {g: tuple(p) for g, p in manifest.groups.items()}
         self.files: dict[tuple[int, str], GroupFile] = {}
         self.ema: dict[int, bool] = {}
         self.dtype: dict[int, str] = {}
         self.metrics_files: dict[int, Path] = {}
-        for i, entry in enumerate(checkpoints):
-            self._add_checkpoint(entry, f"{where}: checkpoints[{i}]")
+        for entry in manifest.checkpoints:
+            self._add_checkpoint(entry)
         self.epochs: list[int] = sorted(self.ema)
         self._verified: set[Path] = set()
 
-    def _add_checkpoint(self, entry: Any, where: str) -> None:
-        epoch = entry.get("epoch") if isinstance(entry, dict) else None
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-            raise CrossoverError(f"{where}: field 'epoch' must be a non-negative integer, got {epoch!r}")
-        if epoch in self.ema:
-            raise CrossoverError(f"{where}: epoch {epoch} is listed twice")
-        files = entry.get("files")
-        if not isinstance(files, dict):
-            raise CrossoverError(f"{where} (epoch {epoch}): field 'files' must be an object of group -> file")
-        missing = [g for g in self.groups if g not in files]
-        unknown = [g for g in files if g not in self.groups]
-        if missing or unknown:
-            raise CrossoverError(f"{where} (epoch {epoch}): field 'files' must hold one file per group; "
-                                 f"missing {missing}, not a group {unknown}")
+    def _add_checkpoint(self, entry: dict[str, Any]) -> None:
+        """One checked manifest entry (redheart.run_folder.read_manifest): its group files and settings."""
+        epoch = entry["epoch"]
         for group in self.groups:
-            info = files[group]
-            try:
-                relpath, digest, size = info["path"], info["sha256"], info["bytes"]
-            except (KeyError, TypeError):
-                raise CrossoverError(f"{where}: files.{group} needs 'path', 'sha256' and 'bytes'") from None
-            path = (self.modular / relpath).resolve()
-            if self.modular.resolve() not in path.parents:
-                raise CrossoverError(f"{where}: files.{group}.path {relpath!r} points outside {self.modular}")
+            info = entry["files"][group]
+            path = (self.modular / info["path"]).resolve()
             self.files[(epoch, group)] = GroupFile(epoch, group, path, str(path.relative_to(self.run_dir)),
-                                                   str(digest), int(size))
+                                                   str(info["sha256"]), int(info["bytes"]))
         self.ema[epoch] = bool(entry.get("ema", False))
         self.dtype[epoch] = str(entry.get("dtype", "float32"))
-        if entry.get("metrics"):
-            self.metrics_files[epoch] = self.modular / entry["metrics"]
+        self.metrics_files[epoch] = self.modular / entry["metrics"]
 
     @property
     def last_epoch(self) -> int:

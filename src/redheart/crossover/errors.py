@@ -1,8 +1,10 @@
 """The one error class of the crossover: bad input (files, manifest, analysis, config) named precisely.
 
-Entry points catch it and exit with code 2 and the message alone, as train.py does for data errors.
+Entry points catch it (as every `RedHeartError`) and exit with code 2 and the message alone.
 """
 
+from redheart.errors import RedHeartError
 
-class CrossoverError(ValueError):
+
+class CrossoverError(RedHeartError, ValueError):
     """A checkpoint, manifest, analysis file or crossover setting that cannot be used as given."""

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from redheart.crossover.errors import CrossoverError
 from redheart.io import read_json
+from redheart.run_folder import RUN_INFO
 from redheart.schema import TaskSchema
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def run_config(run_dir: Path) -> DictConfig:
-    path = Path(run_dir) / "run.json"
+    path = Path(run_dir) / RUN_INFO
     if not path.is_file():
         raise CrossoverError(f"{path}: not found; the crossover rebuilds the model from the run's resolved config")
     record = read_json(path, CrossoverError)

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from redheart.crossover.checkpoints import RunCheckpoints  # noqa: E402
 from redheart.crossover.tables import latex_table, markdown_table  # noqa: E402
 from redheart.io import atomic_write_json, atomic_write_text, atomic_write_with  # noqa: E402
+from redheart.run_folder import EPOCH_HISTORY, RUN_INFO  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -198,7 +199,7 @@ def write_outputs(evaluation: dict, checkpoints: RunCheckpoints, epoch_scores: d
     analysis_files = sorted(p for p in out_dir.glob("*.md") if p.name not in mine)  # analysis_report.md
     analysis_files += [p for p in (out_dir / "visualizations", out_dir / "calibrated_thresholds.json") if p.exists()]
     links = {**paths, "data_report": run_dir / "data_report.json", "lr_sweep": _find_lr_sweep(run_dir),
-             "tensorboard": run_dir / "tensorboard", "epoch_history": run_dir / "epoch_history.json",
+             "tensorboard": run_dir / "tensorboard", "epoch_history": run_dir / EPOCH_HISTORY,
              "module_metrics": out_dir / "module_metrics.json", "crossover": crossover_path,
              "provenance": out_dir / "provenance.json"}
     final_report(out_dir / "final_report.md", run_dir=run_dir, evaluation=evaluation, table_md=md, links=links,
@@ -208,7 +209,7 @@ def write_outputs(evaluation: dict, checkpoints: RunCheckpoints, epoch_scores: d
 def _find_lr_sweep(run_dir: Path) -> Path | str:
     """The LR sweep the run took its LR from (`optim.lr=${optimal_lr:<path>}`, recorded in run.json), or why none."""
     try:
-        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        run = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return "run.json not readable: unknown"
     source = run.get("lr_source")

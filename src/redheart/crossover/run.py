@@ -26,7 +26,7 @@ from redheart.crossover.assemble import (
     write_assembly,
 )
 from redheart.crossover.candidates import Candidate, build_candidates
-from redheart.crossover.checkpoints import RunCheckpoints, resolve_run_dir
+from redheart.crossover.checkpoints import RunCheckpoints
 from redheart.crossover.choices import (
     load_analysis,
     plateau_epochs,
@@ -46,6 +46,7 @@ from redheart.crossover.rebuild import (
     schema_of,
 )
 from redheart.crossover.soups import Selection, greedy_crossover, greedy_soup, plateau_average
+from redheart.run_folder import ANALYSIS_DIR, resolve_run_dir
 
 if TYPE_CHECKING:
     from redheart.crossover.evaluate import Evaluator, Predictions
@@ -91,11 +92,11 @@ def crossover_and_evaluate(crossover_cfg: Any, evaluation_cfg: Any, run_dir: Pat
 
 def combine(cfg: DictConfig) -> dict:
     """combine.py's pure function: run folder, analysis file and output folder from the config."""
-    run_dir = resolve_run_dir(cfg.ckpt_dir)
-    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / "analysis_results"
+    run_dir = resolve_run_dir(cfg.ckpt_dir, CrossoverError)[0]
+    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / ANALYSIS_DIR
     checkpoints = RunCheckpoints(run_dir)
     given = cfg.get("analysis_file")
-    analysis_path = Path(given) if given else run_dir / "analysis_results" / "module_metrics.json"
+    analysis_path = Path(given) if given else run_dir / ANALYSIS_DIR / "module_metrics.json"
     needed = any(cfg.crossover.get(g) is None for g in checkpoints.groups)
     analysis = load_analysis(analysis_path) if (needed or given or analysis_path.is_file()) else None
     return crossover_and_evaluate(cfg.crossover, cfg.evaluation, run_dir, analysis, out_dir)

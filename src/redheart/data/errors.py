@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redheart.errors import RedHeartError
 
-class DataError(ValueError):
+
+class DataError(RedHeartError, ValueError):
     """Base of the errors caused by the input data or its config (not by a bug): the command-line
     entry points print their message alone, without a traceback."""
 

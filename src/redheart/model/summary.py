@@ -18,10 +18,11 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from redheart.errors import RedHeartError
 from redheart.model.net import MODULE_TREE, SEED_GROUPS
 
 
-class ParameterCountError(ValueError):
+class ParameterCountError(RedHeartError, ValueError):
     """The built model does not match the seed's parameter figures."""
 
 

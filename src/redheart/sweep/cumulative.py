@@ -13,12 +13,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from redheart.errors import RedHeartError
 from redheart.io import atomic_write_json, read_json
 
 FORMAT = "redheart-lr-sweep-v1"
 
 
-class SweepFileError(ValueError):
+class SweepFileError(RedHeartError, ValueError):
     """The cumulative file exists but is not one of ours."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from redheart.errors import RedHeartError
 from redheart.io import atomic_write_json, read_json
 from redheart.sweep.cumulative import CumulativeResults
 from redheart.sweep.score import Selection, select
@@ -23,7 +24,7 @@ FILENAME = "optimal_lr.json"
 CUMULATIVE = "lr_sweep_cumulative.json"
 
 
-class OptimalLRError(ValueError):
+class OptimalLRError(RedHeartError, ValueError):
     """optimal_lr.json is missing, unreadable or holds no chosen LR."""
 
 

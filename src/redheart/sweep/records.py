@@ -16,8 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-HISTORY_FILE = "epoch_history.json"  # written by callbacks/epoch_history.py in every job folder
-NAN_EVENT_FILE = "nan_event.json"    # written by callbacks/nan_guard.py when the loss went NaN/inf
+from redheart.run_folder import EPOCH_HISTORY, NAN_EVENT
 
 LR_KEY = "optim.lr"
 # Settings that do not change what a job learns (where it writes, how it reports).
@@ -41,10 +40,10 @@ def signature(job_cfg: DictConfig) -> str:
 def job_entry(job_cfg: DictConfig, job_dir: Path, sweep_dir: Path, status: str, error: str | None = None,
               stage: int | None = None) -> dict[str, Any]:
     """The cumulative-file entry of one finished (or failed) job."""
-    history_path = Path(job_dir) / HISTORY_FILE
+    history_path = Path(job_dir) / EPOCH_HISTORY
     history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.is_file() else {}
     epochs = history.get("epochs", [])
-    nan_event = Path(job_dir) / NAN_EVENT_FILE
+    nan_event = Path(job_dir) / NAN_EVENT
     if status == "completed" and nan_event.is_file():  # stopped by the NaN guard: diverged, with its cause
         event = json.loads(nan_event.read_text(encoding="utf-8"))
         status, error = "diverged", f"step {event.get('step')}, epoch {event.get('epoch')}: {event.get('cause')}"

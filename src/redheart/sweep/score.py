@@ -24,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from redheart.errors import RedHeartError
+
 LOWER_IS_BETTER = {"val_loss": True, "stability": False, "efficiency": False, "overfitting": True}
 DEFAULT_WEIGHTS = {"val_loss": 0.4, "stability": 0.2, "efficiency": 0.2, "overfitting": 0.2}
 
 
-class ScoreConfigError(ValueError):
+class ScoreConfigError(RedHeartError, ValueError):
     """lr_sweep.score names an unknown method or criterion."""
 
 
