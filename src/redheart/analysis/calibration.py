@@ -31,6 +31,7 @@ import numpy as np
 from redheart.analysis.common import TechniqueResult, relative
 from redheart.analysis.errors import AnalysisError
 from redheart.analysis.plateau import window_test
+from redheart.analysis.registry import techniques
 from redheart.analysis.run_metrics import RunMetrics
 from redheart.analysis.settings import CRITERIA, Settings, Thresholds
 from redheart.analysis.sweet_spot import analyse
@@ -140,7 +141,7 @@ def solve_weights(result: dict[str, Any], accepted: dict[str, int], settings: Se
         n = int(eligible.sum())
         confidence = 1.0 - (near - 1) / (n - 1) if n > 1 else np.full(len(grid), 0.5)
         others = {t: TechniqueResult(entry["techniques"][t]["epoch"], entry["techniques"][t]["confidence"])
-                  for t in ("mann_kendall", "cusum", "task", "gradient")}
+                  for t in techniques() if t != "mcda"}  # MCDA's vote is recomputed per weight row
         cache: dict[tuple[int, float], int] = {}
         for row in range(len(grid)):
             key = (int(best[row]), round(float(confidence[row]), 9))

@@ -18,10 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from redheart.analysis.registry import techniques  # noqa: E402
 from redheart.io import atomic_write_with  # noqa: E402
-
-MARKERS = {"mann_kendall": ("o", "tab:blue"), "cusum": ("s", "tab:orange"), "task": ("^", "tab:green"),
-           "mcda": ("D", "tab:purple"), "gradient": ("v", "tab:brown")}
 
 
 def _xy(series: dict[str, float | None], epochs: list[int]) -> np.ndarray:
@@ -105,11 +103,13 @@ def vote_plot(result: dict[str, Any], path: Path) -> Path:
         first, last = entry["plateau"]
         ax.plot([first, last], [row, row], color="tab:green", lw=7, alpha=0.25, solid_capstyle="butt",
                 label="plateau" if row == 0 else None)
-        for k, (name, (marker, color)) in enumerate(MARKERS.items()):
-            technique = entry["techniques"][name]
+        drawn = [t for t in techniques().values() if t.name in entry["techniques"]]
+        for k, t in enumerate(drawn):
+            technique = entry["techniques"][t.name]
             if technique["epoch"] is not None:
-                ax.scatter(technique["epoch"], row + (k - 2) * 0.08, marker=marker, color=color,
-                           s=20 + 180 * technique["confidence"], alpha=0.8, label=name if row == 0 else None)
+                ax.scatter(technique["epoch"], row + (k - (len(drawn) - 1) / 2) * 0.08, marker=t.marker,
+                           color=t.color, s=20 + 180 * technique["confidence"], alpha=0.8,
+                           label=t.name if row == 0 else None)
         ax.scatter(entry["recommended_epoch"], row, marker="*", color="red", s=260, zorder=5, ec="black",
                    label="vote" if row == 0 else None)
         ax.text(1.01, row, f"{entry['recommended_epoch']} ({entry['confidence']:.0%})", fontsize=8, va="center",

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-TECHNIQUE_NAMES = {"mann_kendall": "Mann-Kendall plateau", "cusum": "CUSUM segment", "task": "task metrics",
-                   "mcda": "MCDA", "gradient": "gradient health", "vote": "vote"}
+from redheart.analysis.registry import label
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -95,7 +94,7 @@ def group_section(group: str, entry: dict, thresholds: dict) -> str:
     lines += ["| technique | epoch | confidence |", "|---|---|---|"]
     for name, result in techniques.items():
         reason = result["evidence"].get("reason")
-        lines.append(f"| {TECHNIQUE_NAMES[name]} | {result['epoch'] if result['epoch'] is not None else '-'} | "
+        lines.append(f"| {label(name)} | {result['epoch'] if result['epoch'] is not None else '-'} | "
                      f"{result['confidence']:.2f}{' (' + reason + ')' if reason else ''} |")
     return "\n".join(lines) + "\n"
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from redheart.analysis.errors import AnalysisError
+from redheart.analysis.registry import techniques
 from redheart.io import read_json
 
 CRITERIA = ("loss", "task", "stability", "gradient")
-TECHNIQUES = ("mann_kendall", "cusum", "task", "mcda", "gradient")
 THRESHOLD_KEYS = ("plateau_variance", "improvement_rate", "stability_window", "mcda_weights", "voting_confidence")
 
 
@@ -74,6 +74,7 @@ class Settings:
     agreement_epochs: float
     vote_weights: dict[str, float]
     verify_sha256: bool
+    options: dict[str, Any] = field(default_factory=dict)  # registered techniques' own settings, by name
 
     def coupling_of(self, group: str) -> str | None:
         return next((name for name, members in self.couplings.items() if group in members), None)
@@ -156,10 +157,13 @@ def parse_settings(cfg: DictConfig | Mapping) -> Settings:
     plateau, cusum, gradient = (_get(node, k, where) for k in ("plateau", "cusum", "gradient"))
     vote, overfit = _get(node, "vote", where), _get(node, "overfitting", where)
     voting = _get(vote, "weights", f"{where}: vote")
-    weights = {t: _positive(voting.get(t, 1.0), f"{where}: vote.weights.{t}", True) for t in TECHNIQUES}
-    unknown = sorted(set(voting) - set(TECHNIQUES))
+    known = techniques()
+    weights = {t: _positive(voting.get(t, 1.0), f"{where}: vote.weights.{t}", True) for t in known}
+    unknown = sorted(set(voting) - set(known))
     if unknown:
-        raise AnalysisError(f"{where}: vote.weights has unknown technique(s) {unknown}; known: {list(TECHNIQUES)}")
+        raise AnalysisError(f"{where}: vote.weights has unknown technique(s) {unknown}; known: {list(known)}")
+    options = {name: t.parse_options(_get(node, name, where), f"{where}: {name}")
+               for name, t in known.items() if t.parse_options is not None}
     consecutive = _get(overfit, "consecutive", f"{where}: overfitting")
     if isinstance(consecutive, bool) or not isinstance(consecutive, int) or consecutive < 2:
         raise AnalysisError(f"{where}: overfitting.consecutive: expected an integer >= 2, got {consecutive!r}")
@@ -190,7 +194,7 @@ def parse_settings(cfg: DictConfig | Mapping) -> Settings:
         overfit_sustained=bool(_get(overfit, "sustained", f"{where}: overfitting")),
         overfit_val_guard=bool(_get(overfit, "val_guard", f"{where}: overfitting")),
         agreement_epochs=_positive(_get(vote, "agreement_epochs", f"{where}: vote"), f"{where}: vote.agreement_epochs"),
-        vote_weights=weights, verify_sha256=bool(node.get("verify_sha256", True)))
+        vote_weights=weights, verify_sha256=bool(node.get("verify_sha256", True)), options=options)
 
 
 def check_groups(settings: Settings, groups: Mapping[str, Any], manifest: Path) -> list[str]:

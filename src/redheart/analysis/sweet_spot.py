@@ -7,20 +7,21 @@ the crossover reads `recommended`, `groups.<g>.plateau` and `candidates`).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from redheart.analysis.common import TechniqueResult, minmax_score
-from redheart.analysis.cusum import cusum_technique
+from redheart.analysis.common import TechniqueResult
 from redheart.analysis.errors import AnalysisError
-from redheart.analysis.gradient_health import CHECKS, calm_score, gradient_technique, health_table
-from redheart.analysis.mcda import mcda_scores, mcda_technique, stability_criterion
+from redheart.analysis.gradient_health import CHECKS, calm_score, health_table
+from redheart.analysis.mcda import mcda_scores, stability_criterion
 from redheart.analysis.overfitting import overfitting_point
-from redheart.analysis.plateau import plateau_technique
+from redheart.analysis.registry import GroupInputs
+from redheart.analysis.registry import techniques as registered_techniques
 from redheart.analysis.run_metrics import GROUP_STATS, TOP_LEVEL, RunMetrics
 from redheart.analysis.settings import Settings, check_groups
-from redheart.analysis.task_metrics import confusion_stability, task_score, task_series, task_technique
+from redheart.analysis.task_metrics import confusion_stability, task_score, task_series
 from redheart.analysis.vote import vote
 from redheart.run_folder import MANIFEST
 
@@ -95,16 +96,6 @@ def analyse_group(run: RunMetrics, group: str, settings: Settings, overfit: int 
         notes.append(f"every finite epoch is after the overfitting point {bound}: the bound is not applied")
         bound, eligible = None, finite
 
-    techniques: dict[str, TechniqueResult] = {
-        "mann_kendall": plateau_technique(epochs, metric, spec.metric.mode, eligible, t, settings.alpha,
-                                          settings.plateau_min_length),
-        "cusum": cusum_technique(epochs, metric, spec.metric.mode, eligible, settings.cusum_threshold,
-                                 settings.cusum_min_size, settings.cusum_min_noise, t.stability_window),
-        "task": task_technique(epochs, tasks, spec.task, eligible, settings.task_smoothing, settings.near_best),
-        "gradient": gradient_technique(epochs, health, eligible, settings.near_best,
-                                       competitive=minmax_score(metric, spec.metric.mode, eligible)
-                                       >= settings.gradient["min_metric_score"]),
-    }
     confusion = confusion_stability(epochs, run.confusion) if spec.confusion and run.confusion else None
     raw = {"loss": loss, "stability": stability_criterion(metric, t.stability_window, confusion),
            "gradient": calm_score(health, eligible)}
@@ -112,9 +103,11 @@ def analyse_group(run: RunMetrics, group: str, settings: Settings, overfit: int 
         raw["task"] = task_score(tasks, spec.task, eligible)
     modes = {"loss": "min", "task": "max", "stability": "max", "gradient": "max"}
     score, normalised = mcda_scores(raw, modes, t.mcda_weights, health["health"], settings.unhealthy_penalty, eligible)
-    techniques["mcda"] = mcda_technique(epochs, score, normalised, t.mcda_weights, settings.near_best)
-    techniques["vote"] = vote({k: techniques[k] for k in ("mann_kendall", "cusum", "task", "mcda", "gradient")},
-                              settings.vote_weights, epochs, eligible, settings.agreement_epochs,
+    inputs = GroupInputs(epochs, eligible, spec, metric, loss, tasks, health, score, normalised, settings)
+    techniques: dict[str, TechniqueResult] = {
+        name: technique.run(replace(inputs, options=settings.options.get(name)))
+        for name, technique in registered_techniques().items()}
+    techniques["vote"] = vote(dict(techniques), settings.vote_weights, epochs, eligible, settings.agreement_epochs,
                               step=run.every_n_epochs, fallback=techniques["mcda"].epoch)
     epoch, confidence = techniques["vote"].epoch, round(float(techniques["vote"].confidence), 4)
     plateau, source = _plateau_range(epochs, techniques, epoch, eligible, t.stability_window)
