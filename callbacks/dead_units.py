@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import lightning as L
 import torch
 from torch import nn
+from typing_extensions import override
 
 from callbacks.module_groups import ModuleGroups, target_module
 
@@ -21,6 +22,11 @@ ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.ReLU6, nn.Mish, nn.ELU, nn.CELU, nn
 
 
 class DeadUnitMonitor(L.Callback):
+    """Fraction of never-active activation units per module group over each validation pass (`last`).
+
+    Args:
+        groups: module groups, group -> parameter-name prefixes (conf/module_groups).
+    """
     def __init__(self, groups: Mapping[str, Sequence[str]]):
         self.module_groups = ModuleGroups(groups)
         self.last: dict[str, float] = {}  # the latest validation pass: group → fraction
@@ -34,12 +40,14 @@ class DeadUnitMonitor(L.Callback):
             self._alive[name] = self._alive[name] | positive if name in self._alive else positive
         return record
 
+    @override
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._alive = {}
         for name, module in target_module(pl_module).named_modules():
             if isinstance(module, ACTIVATIONS) and self.module_groups.group_of(name) is not None:
                 self._handles.append(module.register_forward_pre_hook(self._hook(name)))
 
+    @override
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for handle in self._handles:
             handle.remove()

@@ -17,11 +17,18 @@ has no warm-up, hence this small function. Update schedule, validation swap and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+
+@runtime_checkable
+class AveragedWeights(Protocol):
+    """A callback that keeps averaged weights (EMA) and shares them with other callbacks."""
+
+    def averaged_state_dict(self) -> dict[str, torch.Tensor] | None: ...
 
 
 def warmup_decay(decay: float, num_averaged: int) -> float:
@@ -37,9 +44,21 @@ def warmup_ema_multi_avg_fn(decay: float) -> Callable:
 
 
 class BatchedEMAWeightAveraging(EMAWeightAveraging):
+    """Lightning's EMAWeightAveraging with one batched update per step and an optional warm-up.
+
+    Args:
+        decay: the EMA decay d in (0, 1) once warmed up.
+        warmup: use d_n = min(decay, (1 + n) / (10 + n)) for the n-th update.
+        **kwargs: passed to EMAWeightAveraging (device, use_buffers, update_every_n_steps, ...).
+    """
     def __init__(self, decay: float = 0.999, warmup: bool = True, **kwargs: Any):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
-        super().__init__(decay=decay, **kwargs)
-        self._kwargs.pop("avg_fn", None)
-        self._kwargs["multi_avg_fn"] = warmup_ema_multi_avg_fn(decay) if warmup else get_ema_multi_avg_fn(decay)
+        multi_avg_fn = warmup_ema_multi_avg_fn(decay) if warmup else get_ema_multi_avg_fn(decay)
+        # torch's AveragedModel uses `multi_avg_fn` whenever it is given, ignoring the per-tensor `avg_fn`
+        # that EMAWeightAveraging passes along with it
+        super().__init__(decay=decay, multi_avg_fn=multi_avg_fn, **kwargs)
+
+    def averaged_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The averaged LightningModule's state dict (its own tensors), None before the first update."""
+        return None if self._average_model is None else self._average_model.module.state_dict()

@@ -20,6 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from callbacks.module_groups import target_module
 from callbacks.train_loss import epoch_train_loss
@@ -45,6 +46,13 @@ def _finite_or_none(value: Any) -> float | None:
 
 
 class EpochHistory(L.Callback):
+    """One record per epoch in `<dirpath>/epoch_history.json`, rewritten atomically after each epoch.
+
+    Args:
+        dirpath: the run (or sweep job) folder.
+        hash_initial_weights: record the SHA-256 of the initial weights, so a sweep can show that every job
+            started from the same weights.
+    """
     def __init__(self, dirpath: str, hash_initial_weights: bool = True):
         self.path = Path(dirpath) / EPOCH_HISTORY
         self.hash_initial_weights = hash_initial_weights
@@ -54,20 +62,24 @@ class EpochHistory(L.Callback):
         self._epoch_start = time.monotonic()
         self._lr: float | None = None
 
+    @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.hash_initial_weights and self.initial_sha256 is None and trainer.global_step == 0:
             self.initial_sha256 = state_sha256(target_module(pl_module))
 
+    @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._norms = []
         self._epoch_start = time.monotonic()
         self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
 
+    @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         if grads:  # kept on the device: one sync per epoch, not per step
             self._norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -100,9 +112,11 @@ class EpochHistory(L.Callback):
     def _write(self) -> None:
         atomic_write_json(self.path, {"initial_param_sha256": self.initial_sha256, "epochs": self.records})
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"records": self.records, "initial_sha256": self.initial_sha256}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.records = list(state_dict.get("records", []))
         self.initial_sha256 = state_dict.get("initial_sha256")

@@ -12,11 +12,18 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 from callbacks.module_groups import ModuleGroups, target_module
 
 
 class GradientNormMonitor(L.Callback):
+    """Per-group gradient norms before clipping: logged every N steps, summed over an interval.
+
+    Args:
+        groups: module groups, group -> parameter-name prefixes (conf/module_groups).
+        log_every_n_steps: log the norms every N optimizer steps (the interval statistics cover every step).
+    """
     def __init__(self, groups: Mapping[str, Sequence[str]], log_every_n_steps: int = 1):
         if log_every_n_steps < 1:
             raise ValueError(f"log_every_n_steps must be >= 1, got {log_every_n_steps}")
@@ -28,6 +35,7 @@ class GradientNormMonitor(L.Callback):
     def _reset_interval(self) -> None:
         self.interval: dict[str, dict[str, float]] = {}
 
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         groups = self.module_groups.partition(target_module(pl_module).named_parameters())
         self._params = {g: list(members.values()) for g, members in groups.items()}
@@ -42,6 +50,7 @@ class GradientNormMonitor(L.Callback):
                          if grads else torch.zeros((), device=params[0].device))
         return dict(zip(self._params, torch.stack(norms).tolist(), strict=True))  # one device sync
 
+    @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         norms = self.group_norms()
         for group, value in norms.items():
@@ -59,8 +68,10 @@ class GradientNormMonitor(L.Callback):
         self._reset_interval()
         return out
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"interval": {g: dict(s) for g, s in self.interval.items()}}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.interval = {g: dict(s) for g, s in state_dict.get("interval", {}).items()}

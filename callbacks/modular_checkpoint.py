@@ -22,11 +22,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
+from typing_extensions import override
 
 from callbacks.dead_units import DeadUnitMonitor
+from callbacks.ema import AveragedWeights
 from callbacks.gradient_norms import GradientNormMonitor
 from callbacks.module_groups import ModuleGroups, target_module
 from callbacks.param_sampling import ParameterSampler
@@ -43,6 +44,18 @@ def peak_rss_bytes() -> int:
 
 
 class ModularCheckpoint(L.Callback):
+    """Every `every_n_epochs` completed epochs, one safetensors file per module group plus a metrics file.
+
+    It reads the gradient statistics through `GradientNormMonitor.take_interval()`, the dead-unit fractions
+    through `DeadUnitMonitor.last` and the EMA weights through `AveragedWeights.averaged_state_dict()`.
+
+    Args:
+        dirpath: the modular/ folder of the run (redheart.run_folder names its files).
+        groups: module groups, group -> parameter-name prefixes (conf/module_groups).
+        every_n_epochs: save after every N-th completed epoch.
+        dtype: stored precision, "float32" or "bfloat16".
+        save_ema: store the EMA weights beside the raw ones when an averaging callback runs.
+    """
     def __init__(self, dirpath: str, groups: Mapping[str, Sequence[str]], every_n_epochs: int = 2,
                  dtype: str = "float32", save_ema: bool = True):
         if every_n_epochs < 1:
@@ -64,6 +77,7 @@ class ModularCheckpoint(L.Callback):
     def manifest_path(self) -> Path:
         return self.dirpath / MANIFEST
 
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Refuse strategies that shard parameters: rank zero alone could not read whole module groups."""
         from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
@@ -74,6 +88,7 @@ class ModularCheckpoint(L.Callback):
                              "zero. Use trainer=ddp (weights replicated) or trainer=gpu_8gb (DeepSpeed ZeRO-2: "
                              "only the optimizer state is sharded); README 'Scaling out'.")
 
+    @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         params = dict(target_module(pl_module).named_parameters())
         self._group_names = {g: list(m) for g, m in self.module_groups.partition(params.items()).items()}
@@ -84,6 +99,7 @@ class ModularCheckpoint(L.Callback):
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
         if trainer.sanity_checking or epoch % self.every_n_epochs or epoch in self.saved_epochs:
@@ -92,8 +108,8 @@ class ModularCheckpoint(L.Callback):
 
     def _ema(self, trainer: L.Trainer) -> dict[str, torch.Tensor] | None:
         for callback in trainer.callbacks:
-            if isinstance(callback, WeightAveraging) and callback._average_model is not None:
-                state = callback._average_model.module.state_dict()  # a copy of the LightningModule
+            state = callback.averaged_state_dict() if isinstance(callback, AveragedWeights) else None
+            if state is not None:  # the averaged copy of the LightningModule
                 prefix = "net." if any(k.startswith("net.") for k in state) else ""
                 return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         return None
@@ -173,12 +189,14 @@ class ModularCheckpoint(L.Callback):
         self._interval_start = now
         return out
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """Saved epochs and the sampled weights of the last save (≤ 16 KiB per tensor), for update ratios."""
         snapshot = self._snapshot or {}
         return {"saved_epochs": list(self.saved_epochs),
                 "samples": {n: v[0] for n, v in snapshot.items()}, "checksums": {n: v[1] for n, v in snapshot.items()}}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.saved_epochs = list(state_dict.get("saved_epochs", []))
         samples, checksums = state_dict.get("samples", {}), state_dict.get("checksums", {})

@@ -21,6 +21,12 @@ def target_module(pl_module: nn.Module) -> nn.Module:
 
 
 class ModuleGroups:
+    """Named sets of parameter-name prefixes; checks that no prefix is in two groups.
+
+    Args:
+        groups: group -> non-empty list of prefixes.
+    """
+
     def __init__(self, groups: Mapping[str, Sequence[str]]):
         if not groups:
             raise ValueError("module_groups is empty: name at least one group and its prefixes")

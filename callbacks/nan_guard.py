@@ -42,6 +42,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
+from typing_extensions import override
 
 from callbacks.module_groups import target_module
 from redheart.errors import RedHeartError
@@ -140,6 +141,12 @@ class _MicroBatch:
 
 
 class NaNGuard(L.Callback):
+    """Stops training at the first non-finite loss, before the optimizer step it would poison.
+
+    Args:
+        dirpath: the run folder, where nan_event.json is written (None: write nothing).
+        max_names: how many tensors or loss parts the cause names at most.
+    """
     def __init__(self, dirpath: str | None = None, max_names: int = 5):
         if max_names < 1:
             raise ValueError(f"max_names must be >= 1, got {max_names}")
@@ -149,6 +156,7 @@ class NaNGuard(L.Callback):
         self._batch: tuple[int, Any] = (-1, None)
         self._window: list[_MicroBatch] = []  # the micro-batches of the coming optimizer step
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._window = []  # after the restore: `ckpt_path` is set by now whatever the strategy
         if trainer.ckpt_path and self.event_path is not None and self.event_path.is_file():
@@ -160,14 +168,17 @@ class NaNGuard(L.Callback):
         log.info("resuming from a checkpoint saved before the non-finite loss recorded in %s: moved it to %s",
                  path, path.with_suffix(".previous.json").name)
 
+    @override
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         self._batch = (batch_idx, batch)
 
+    @override
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         parts = getattr(pl_module, "last_train_losses", None) or {}
         self._window.append(_MicroBatch(self._batch[0], self._batch[1], loss.detach(), parts))
 
+    @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         window, self._window = self._window, []
         if not window:

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from redheart.errors import RedHeartError
 from redheart.io import atomic_write_json
@@ -38,6 +39,15 @@ def memory_statistics() -> dict[str, Any] | None:
 
 
 class OOMBackoff(L.Callback):
+    """On CUDA out-of-memory, halves the micro-batch and doubles gradient accumulation (`pending`).
+
+    redheart.train.fit_with_oom_backoff applies `pending` and resumes; below a micro-batch of 1, or after
+    `max_backoffs`, it stops with OOMBackoffError.
+
+    Args:
+        stats_path: JSON file listing every back-off with the memory statistics.
+        max_backoffs: back-offs allowed before giving up.
+    """
     def __init__(self, stats_path: str, max_backoffs: int = 8):
         if max_backoffs < 1:
             raise ValueError(f"max_backoffs must be >= 1, got {max_backoffs}")
@@ -45,6 +55,7 @@ class OOMBackoff(L.Callback):
         self.max_backoffs = max_backoffs
         self.pending: dict[str, int] | None = None  # settings for the retry, set by on_exception
 
+    @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not is_cuda_oom(exception):
             return

@@ -22,6 +22,14 @@ def bit_checksum(tensor: torch.Tensor) -> int:
 
 
 class ParameterSampler:
+    """A fixed random sample of each tensor's weights, for cheap relative-change measurements.
+
+    Args:
+        params: name -> parameter tensor.
+        per_tensor: weights sampled per tensor (all of a smaller tensor).
+        seed: the sampling seed (the same indices on every process).
+    """
+
     def __init__(self, params: dict[str, torch.Tensor], per_tensor: int = 4096, seed: int = 0):
         generator = torch.Generator().manual_seed(seed)
         self.indices: dict[str, torch.Tensor] = {}

@@ -14,12 +14,20 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
 
 from callbacks.module_groups import target_module
 from callbacks.param_sampling import ParameterSampler
 
 
 class ParameterUpdateMonitor(L.Callback):
+    """Every N steps, the relative change of each module's sampled weights; warns about frozen modules.
+
+    Args:
+        every_n_steps: length of a window, in optimizer steps.
+        modules: module names to watch (None: the net's fixed module tree, else its children).
+        sample_per_tensor: weights sampled per tensor (no full copy of the model is kept).
+    """
     def __init__(self, every_n_steps: int = 100, modules: Sequence[str] | None = None, sample_per_tensor: int = 4096):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
@@ -36,6 +44,7 @@ class ParameterUpdateMonitor(L.Callback):
         self._no_grad: set[str] = set()
         self._window_start_step = 0
 
+    @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = target_module(pl_module)  # after the model reached its device
         if self.modules is None:  # default: the model's fixed module tree when it has one
@@ -49,15 +58,18 @@ class ParameterUpdateMonitor(L.Callback):
             raise ValueError(f"ParameterUpdateMonitor: modules {missing} have no parameters in {type(net).__name__}")
         self._sampler = ParameterSampler(params, self.sample_per_tensor)
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._snapshot = self._sampler.snapshot()
         self._window_start_step = trainer.global_step
 
+    @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         if (trainer.global_step + 1) % self.every_n_steps:
             return  # only the step that closes a window checks gradients
         self._no_grad = modules_without_gradient(dict(target_module(pl_module).named_parameters()), self._members)
 
+    @override
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step == self._window_start_step or step % self.every_n_steps or self._snapshot is None:
@@ -81,9 +93,11 @@ class ParameterUpdateMonitor(L.Callback):
         self.warnings.append(message)
         rank_zero_warn(f"ParameterUpdateMonitor: {message}")
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"last_ratios": dict(self.last_ratios)}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_ratios = dict(state_dict.get("last_ratios", {}))  # the window restarts at the resumed step
 

@@ -13,15 +13,21 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 
 class RNGStateCheckpoint(L.Callback):
+    """Saves torch's (CPU, CUDA) and Python's random-generator states in the resume checkpoint and
+    restores them, so a resumed run draws the same dropout masks and shuffles as an uninterrupted one."""
+
+    @override
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         torch.set_rng_state(state_dict["torch"])
         random.setstate(_as_tuple(state_dict["python"]))
