@@ -1,6 +1,6 @@
 """Entry point: `python combine.py ckpt_dir=RUN [crossover.<group>=<epoch> ...]` (docs/crossover.md).
 
-Seed 004's combine_modules.py: one model assembled from per-group checkpoint epochs (explicit, or the
+The design's combine_modules.py: one model assembled from per-group checkpoint epochs (explicit, or the
 analysis' recommendations), written as crossover_final.safetensors with provenance.json. All the work
 is in redheart.crossover.run.combine.
 """

@@ -39,7 +39,7 @@ def stages(run: Path, out: Path) -> dict[str, float]:
     from redheart.analysis.report import render_report
     from redheart.analysis.run_metrics import load_run
     from redheart.analysis.settings import parse_settings
-    from redheart.analysis.sweet_spot import analyse
+    from redheart.analysis.sweet_spot import find_sweet_spots
 
     os.environ.setdefault("REDHEART_ROOT", str(ROOT))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -50,7 +50,7 @@ def stages(run: Path, out: Path) -> dict[str, float]:
     loaded = load_run(run)
     times["load_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = analyse(loaded, settings)
+    result = find_sweet_spots(loaded, settings)
     times["analyse_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     render_report(result)

@@ -6,16 +6,16 @@
    modular checkpoints (epochs 2, 4, ..., 60) written by the real ModularCheckpoint in bfloat16, raw
    weights only (no EMA: 730,466,848 params x 2 B x 30 = 43.8 GB on disk for `full`). Each epoch's
    weights differ (a base draw plus an epoch offset), so every file has its own sha256.
-2. Each group takes a different epoch (seed 004's example epochs), so the assembly reads 9 checkpoints.
+2. Each group takes a different epoch (the design's example epochs), so the assembly reads 9 checkpoints.
 3. Three fresh children (spawn; each peak RSS, ru_maxrss, is its own):
    - ours: `crossover_and_evaluate(..., evaluation disabled)`, what combine.py runs: manifest, sha256
      of the 9 files, header-only validation against the meta-device model, then one group at a time
      read lazily (safetensors, pread) and kept in its stored dtype, one save_file, provenance.json;
-   - naive: what seed 002/003's ParameterCrossover does with whole checkpoints: for each group, load
+   - naive: what the original ParameterCrossover does with whole checkpoints: for each group, load
      its epoch's whole checkpoint (every group file, every tensor read into memory as torch.load of
-     the seed's .pt files does: safetensors load_file with the pread backend), keep that group's
+     the original .pt files does: safetensors load_file with the pread backend), keep that group's
      tensors, drop the rest; then one save_file of the assembled dict (no model is built: in the
-     seed's version the fp32 model comes on top). With the default mmap backend load_file would be
+     original version the fp32 model comes on top). With the default mmap backend load_file would be
      lazy too (untouched tensors never become resident): safetensors already avoids the worst case;
    - into_model (for information, what the evaluation does per candidate): build the fp32 model and
      copy the same assembly into it group by group.
@@ -49,7 +49,7 @@ from full_step_memory import result_path, run_in_child  # noqa: E402
 from redheart.io import atomic_write_json  # noqa: E402
 
 GOAL = 1.3
-# seed 004's example epochs (backbone 44, heads 40, analyzers 46), then others spread over the run
+# the design's example epochs (backbone 44, heads 40, analyzers 46), then others spread over the run
 EPOCHS_BY_GROUP = {"backbone": 44, "heads": 40, "neural_analyzers": 46, "dsp_kalman": 38, "advanced_emotion": 50,
                    "advanced_regret": 36, "advanced_bentham": 52, "advanced_surd": 42, "phase": 48}
 

@@ -1,4 +1,4 @@
-"""Near-duplicate removal: the seed's O(n²) loop vs ours, then ours at 100k texts.
+"""Near-duplicate removal: the original O(n²) loop vs ours, then ours at 100k texts.
 
     python bench/dedup_bench.py [--isear PATH] [--n-generated 100000]
 
@@ -90,7 +90,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ours = deduplicate(texts, 0.92).kept_indices
         t_ours = time.perf_counter() - t0
-        print(f"ISEAR: {len(texts)} texts; ours {t_ours:.2f}s, running the seed loop (slow)...", flush=True)
+        print(f"ISEAR: {len(texts)} texts; ours {t_ours:.2f}s, running the original loop (slow)...", flush=True)
         t0 = time.perf_counter()
         seed = seed_loop_reference(texts, 0.92)
         t_seed = time.perf_counter() - t0
@@ -100,7 +100,7 @@ def main() -> None:
                             "speedup": round(t_seed / t_ours, 1)}
         print(json.dumps(results["isear"]), flush=True)
     else:
-        print(f"ISEAR not found at {isear}; skipping the seed-loop comparison")
+        print(f"ISEAR not found at {isear}; skipping the original-loop comparison")
 
     queue = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(target=_big_run, args=(args.n_generated, queue))

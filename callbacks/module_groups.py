@@ -2,7 +2,7 @@
 
 A parameter `p` belongs to group g when `p == prefix` or `p.startswith(prefix + ".")` for one of g's
 prefixes. Every parameter must belong to exactly one group: a checkpoint that silently leaves weights
-out is the seed's non-strict loading bug in another form.
+out is a non-strict load in another form: the model would run with weights nobody chose.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""OOM back-off (seed 000): on a CUDA out-of-memory error, halve the micro-batch, double accumulation.
+"""OOM back-off: on a CUDA out-of-memory error, halve the micro-batch, double accumulation.
 
 The callback records the failure (step, batch size, memory statistics) in `oom_stats.json` and works
 out the next settings; `redheart.train.train` then rebuilds the Trainer with them and continues from

@@ -1,4 +1,4 @@
-"""ParameterUpdateMonitor (seed 000: "every 100 batches"): is every module still learning?
+"""ParameterUpdateMonitor: is every module still learning?
 
 Every `every_n_steps` optimizer steps, per module: the relative change of its parameters since the
 previous check (sampled, see param_sampling.py: no copy of the weights), logged as

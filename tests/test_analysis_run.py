@@ -73,7 +73,7 @@ def test_the_module_metrics_contract(planted):
         assert len(entry["series"][entry["metric"]["name"]]) == 30
     assert on_disk["groups"]["heads"]["techniques"]["gradient"]["evidence"]["failed_checks"] == {"20": ["spike"]}
     report = (run / "analysis_results" / "analysis_report.md").read_text()
-    for group in GROUPS:  # seed 004 §3.2's format
+    for group in GROUPS:  # the design's report format
         assert f"[Module: {group}]" in report
     assert report.count("- Recommended epoch:") == 9 and report.count("- Confidence:") == 9
     assert "Plateau range (" in report and "Gradient stability:" in report and "Task:" in report

@@ -24,7 +24,7 @@ def test_default_config_groups_instantiate(compose_cfg):
     optimizer = hydra.utils.instantiate(cfg.optim.optimizer)(params)
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["lr"] == cfg.optim.lr
     scheduler = hydra.utils.instantiate(cfg.optim.scheduler)(optimizer)
-    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts)  # seed 002
+    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts)  # warm restarts (docs/design.md)
     assert (scheduler.T_0, scheduler.T_mult, scheduler.eta_min) == (10, 2, 1e-6)
     callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
     assert callbacks and all(hasattr(c, "on_train_start") for c in callbacks)

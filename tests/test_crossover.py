@@ -26,7 +26,7 @@ from redheart.crossover.choices import resolve_choices, shifted
 from redheart.crossover.errors import CrossoverError
 from redheart.crossover.rebuild import build_net, net_arguments, schema_of
 from redheart.crossover.run import combine, crossover_and_evaluate
-from redheart.crossover.soups import Selection, greedy_crossover, greedy_soup
+from redheart.crossover.soups import SoupSelection, greedy_crossover, greedy_soup
 from redheart.io import atomic_write_json, sha256_file
 from redheart.run_folder import resolve_run_dir
 from redheart.train import model_arguments
@@ -276,10 +276,10 @@ def test_greedy_soup_keeps_a_checkpoint_only_when_val_does_not_drop():
         epochs = recipe["a"]
         return sum(single[e] for e in epochs) / len(epochs) + (1.0 if 2 in epochs else 0.0)
 
-    recipe, trace = greedy_soup(groups, single, score, Selection("loss", "min"))
+    recipe, trace = greedy_soup(groups, single, score, SoupSelection("loss", "min"))
     assert [t["epoch"] for t in trace] == [4, 6, 2]  # ranked by their own val score
     assert recipe == {"a": (4,), "b": (4,)}  # 6 raises the mean (0.65 > 0.5), 2 hurts: neither kept
-    recipe, _ = greedy_soup(groups, {4: 0.5, 6: 0.5}, lambda r: 0.5, Selection("loss", "min"))
+    recipe, _ = greedy_soup(groups, {4: 0.5, 6: 0.5}, lambda r: 0.5, SoupSelection("loss", "min"))
     assert recipe == {"a": (4, 6), "b": (4, 6)}  # equal is "does not drop": kept
 
 
@@ -290,7 +290,7 @@ def test_greedy_crossover_keeps_a_group_change_only_when_val_strictly_improves()
         return float(sum(recipe[g][0] == target[g] for g in target))
 
     choice, trace = greedy_crossover({"a": 4, "b": 4}, {"a": [2, 4, 6], "b": [2, 4, 6]}, score,
-                                     Selection("accuracy", "max"))
+                                     SoupSelection("accuracy", "max"))
     assert choice == {"a": 6, "b": 2}
     assert [(t["group"], t["epoch"], t["kept"]) for t in trace] == [
         ("a", 2, False), ("a", 6, True), ("b", 2, True), ("b", 4, False), ("b", 6, False)]

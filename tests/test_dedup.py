@@ -1,4 +1,4 @@
-"""Near-duplicate removal equals the seed's O(n²) loop, whatever the input."""
+"""Near-duplicate removal equals the original O(n²) loop, whatever the input."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_exact_copy_of_a_dropped_text_is_attributed_to_the_kept_one():
 
 
 def test_chain_keeps_the_middle_when_ends_differ():
-    # a~b and b~c but a !~ c: the seed keeps a, drops b, and keeps c (only kept records remove others).
+    # a~b and b~c but a !~ c: the original keeps a, drops b, and keeps c (only kept records remove others).
     a, b, c = "aaaaaaaaaa", "aaaaaaaaab", "aaaaaaaabb"
     assert fuzz.ratio(a, c) / 100 < 0.9 <= fuzz.ratio(a, b) / 100
     assert deduplicate([a, b, c], 0.9).kept_indices == seed_loop([a, b, c], 0.9) == [0, 2]

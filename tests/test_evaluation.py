@@ -21,11 +21,11 @@ from torch import nn
 
 from redheart.crossover.baseline import fit_logistic_regression
 from redheart.crossover.bootstrap import accuracy, macro_f1, metric_ci, paired_difference_ci
-from redheart.crossover.calibration import brier, calibration_metrics, ece, fit_temperature
 from redheart.crossover.errors import CrossoverError
 from redheart.crossover.evaluate import Evaluator, recompute_running_stats
 from redheart.crossover.run import crossover_and_evaluate
 from redheart.crossover.tables import latex_table, markdown_table
+from redheart.crossover.temperature import brier, calibration_metrics, ece, fit_temperature
 from redheart.train import train
 from tests.conftest import compose_for
 from tests.test_crossover import GROUPS, all_at, analysis_for, make_run
@@ -130,7 +130,7 @@ def fake_result(name: str, acc: float, f1: float, diff: float | None) -> dict:
 def test_tables_follow_the_seed_layout_with_numbers_cis_and_bold_best():
     results = [fake_result("best_single", 0.70, 0.60, None), fake_result("crossover_x", 0.75, 0.65, 0.05)]
     md = markdown_table(results)
-    assert md.splitlines()[0].startswith("| Method | Val Loss | Val Acc | Test Acc [95% CI] |")  # seed 002 §3.2 order
+    assert md.splitlines()[0].startswith("| Method | Val Loss | Val Acc | Test Acc [95% CI] |")  # the design's column order
     assert "**75.0%**" in md and "+5.0 [+3.0, +7.0]*" in md and "| — |" in md
     tex = latex_table(results, "Crossover & baselines")
     assert tex.startswith("\\begin{table}[h]\n\\centering\n\\caption{Crossover \\& baselines}")

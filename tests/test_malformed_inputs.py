@@ -1,4 +1,4 @@
-"""The malformed-input corpus (issue 8, docs/reliability.md "Malformed input").
+"""The malformed-input corpus (docs/reliability.md "Malformed input").
 
 Every kind of broken input is one row of `CORPUS`: a small file (70 valid records, one planted
 near-duplicate of record 0, then the malformed part) or a broken path, and the exact outcome it must

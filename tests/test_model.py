@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from redheart.model.dsp_kalman import DynamicKalmanFilter
-from redheart.model.net import MODULE_TASKS, MODULE_TREE, SEED_GROUPS
+from redheart.model.net import MODULE_TASKS, MODULE_TREE, PARAMETER_COUNT_GROUPS
 from redheart.model.summary import ParameterCountError, build_on_meta, main, parameter_table, verify
 from redheart.training.losses import multitask_loss
 
@@ -94,12 +94,12 @@ def test_every_parameter_gets_a_gradient_and_one_step_changes_every_tensor(tiny_
     assert unchanged == []
 
 
-@pytest.mark.parametrize("group", list(SEED_GROUPS))
+@pytest.mark.parametrize("group", list(PARAMETER_COUNT_GROUPS))
 def test_the_final_loss_depends_on_every_group(tiny_net, group):
-    """Without deep supervision, the fused outputs alone still reach every group (seed 002's bug)."""
+    """Without deep supervision, the fused outputs alone still reach every group (modules outside the loss never learn)."""
     batch = make_batch()
     loss, _ = multitask_loss(tiny_net(batch["embedding"]), batch, WEIGHTS, deep_supervision=0.0)
-    params = [p for n, p in tiny_net.named_parameters() if n.startswith(SEED_GROUPS[group])]
+    params = [p for n, p in tiny_net.named_parameters() if n.startswith(PARAMETER_COUNT_GROUPS[group])]
     grads = torch.autograd.grad(loss, params)
     assert sum(float(g.abs().sum()) for g in grads) > 0
 

@@ -1,4 +1,4 @@
-"""HierarchicalLRSweeper: stages of LR jobs, each narrowing around the best LR so far (seed 000).
+"""HierarchicalLRSweeper: stages of LR jobs, each narrowing around the best LR so far (docs/design.md, LR sweep).
 
     python train.py -m hydra/sweeper=hierarchical_lr trainer.max_epochs=5
 

@@ -1,4 +1,4 @@
-"""The record schema (seed 002 §1.2) and the task names that come from config.
+"""The record schema (docs/design.md, Data) and the task names that come from config.
 
 A `Record` is one validated training example. Optional targets are `None` when absent; the vector
 targets (Bentham, SURD) may also have individual `None` entries. Missing targets are masked in the
@@ -26,7 +26,7 @@ DEFAULT_BENTHAM_NAMES = (
 )
 DEFAULT_SURD_NAMES = ("surprise", "uncertainty", "relevance", "depth")
 
-# Fields of the seed schema kept as metadata (never used as model input or target).
+# Fields of the record schema kept as metadata (never used as model input or target).
 METADATA_FIELDS = ("title", "action", "timestamp")
 
 

@@ -47,7 +47,7 @@ def model_arguments(cfg: DictConfig, input_dim: int, schema: TaskSchema) -> dict
 
 
 def check_parameters(model_args: dict[str, Any], output_dir: Path) -> dict[str, Any]:
-    """Count the configured net on the meta device, save parameters.json, stop if off the seed figures."""
+    """Count the configured net on the meta device, save parameters.json, stop if off the preset's targets."""
     table = parameter_table(build_on_meta(model_args["net"]), model_args.get("param_targets"))
     atomic_write_json(output_dir / "parameters.json", table)
     log.info("parameters (also in %s):\n%s", output_dir / "parameters.json", format_table(table))

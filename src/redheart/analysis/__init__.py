@@ -1,4 +1,4 @@
-"""Per-module sweet-spot analysis of a training run (issue 6; docs/analysis.md).
+"""Per-module sweet-spot analysis of a training run (docs/analysis.md).
 
 Reads only a run's `modular/manifest.json` and `modular/metrics_epoch_*.json` (never a weight file),
 runs five techniques per module group (Mann-Kendall plateau, CUSUM change points, task metrics, MCDA,

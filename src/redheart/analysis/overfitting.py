@@ -1,12 +1,12 @@
-"""The overfitting point (seed 003): the train–val gap rising over `consecutive` checkpoints in a row.
+"""The overfitting point (docs/design.md): the train–val gap rising over `consecutive` checkpoints in a row.
 
-gap = val_loss − train_loss. The seed's rule: the first checkpoint i with gap[i] < gap[i+1] < …
+gap = val_loss − train_loss. The original rule: the first checkpoint i with gap[i] < gap[i+1] < …
 over `consecutive` checkpoints is the overfitting point, the last epoch before the gap grows; coupled
 groups are not recommended after it.
 
 The bare rule fires on noise: three values of pure noise rise in a row one time in six, so over 30
 checkpoints it almost always fires in the first few (simulated: every time). Four guards, each a
-setting (all off = the seed's rule), bring false alarms on a flat noisy gap to a few percent while
+setting (all off = the original rule), bring false alarms on a flat noisy gap to a few percent while
 finding a planted rise within one checkpoint in most runs (tests/test_analysis_techniques.py):
 - `smoothing`: the rule runs on the gap's centred moving mean over that many checkpoints;
 - `min_rise_sigma`: the rise must exceed that many noise σ (robust σ of the raw gap from its second

@@ -1,4 +1,4 @@
-"""analysis_report.md from module_metrics.json, one section per module group in seed 004 §3.2's form:
+"""analysis_report.md from module_metrics.json, one section per module group in the design's report form:
 
     [Module: backbone]
     - Recommended epoch: 44

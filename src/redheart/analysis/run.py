@@ -16,11 +16,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from redheart.analysis.calibration import calibrate, load_accepted
 from redheart.analysis.report import render_report
 from redheart.analysis.run_metrics import load_run
 from redheart.analysis.settings import load_thresholds, parse_settings
-from redheart.analysis.sweet_spot import analyse, check_recommendations
+from redheart.analysis.sweet_spot import check_recommendations, find_sweet_spots
+from redheart.analysis.threshold_calibration import calibrate, load_accepted
 from redheart.io import atomic_write_json, atomic_write_text
 from redheart.run_folder import ANALYSIS_DIR
 
@@ -41,7 +41,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         source = str(Path(cfg.thresholds).resolve())
     run = load_run(cfg.ckpt_dir, settings.verify_sha256)
     out = output_dir(cfg, run.run_dir)
-    result = analyse(run, settings)
+    result = find_sweet_spots(run, settings)
     result["thresholds_source"] = source
     check_recommendations(result)
     written = [atomic_write_json(out / "module_metrics.json", result),
@@ -68,7 +68,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     log.info("wrote %s in %.2f s", ", ".join(str(p.relative_to(out)) for p in written[:2]) +
              f" and {len(written) - 2} more file(s) to {out}", time.perf_counter() - start)
     result["written"] = [str(p) for p in written]
-    if cfg.get("combine", True):  # issue 7's stage: crossover, evaluation, final report (docs/crossover.md)
+    if cfg.get("combine", True):  # then: crossover, evaluation, final report (docs/crossover.md)
         from redheart.crossover.run import crossover_and_evaluate
 
         result["crossover"] = crossover_and_evaluate(cfg.crossover, cfg.get("evaluation"), run.run_dir, result, out)

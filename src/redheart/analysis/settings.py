@@ -38,7 +38,7 @@ class GroupSpec:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The five numbers seed 004 §4.2 calibrates; see docs/analysis.md for their units."""
+    """The five numbers threshold calibration back-solves; see docs/analysis.md for their units."""
 
     plateau_variance: float     # max variance of value / median level inside a plateau window
     improvement_rate: float     # max |Sen slope| per epoch, relative to the median level, for "flat"

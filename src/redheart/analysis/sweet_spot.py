@@ -1,6 +1,6 @@
 """The analysis proper (no file I/O): every technique on every group, the bound, the vote.
 
-`analyse(run, settings)` returns the content of module_metrics.json (docs/analysis.md lists its keys;
+`find_sweet_spots(run, settings)` returns the content of module_metrics.json (docs/analysis.md lists its keys;
 the crossover reads `recommended`, `groups.<g>.plateau` and `candidates`).
 """
 
@@ -68,7 +68,7 @@ def _plateau_range(epochs: list[int], techniques: dict[str, TechniqueResult], ep
     return [part[0], part[-1]], "fallback"
 
 
-def analyse_group(run: RunMetrics, group: str, settings: Settings, overfit: int | None) -> dict[str, Any]:
+def group_sweet_spot(run: RunMetrics, group: str, settings: Settings, overfit: int | None) -> dict[str, Any]:
     spec, epochs, t = settings.groups[group], run.epochs, settings.thresholds
     for key, ref in (("metric.name", spec.metric.name), ("loss", spec.loss)):
         if not run.expand(ref):
@@ -139,14 +139,14 @@ def analyse_group(run: RunMetrics, group: str, settings: Settings, overfit: int 
     }
 
 
-def analyse(run: RunMetrics, settings: Settings) -> dict[str, Any]:
+def find_sweet_spots(run: RunMetrics, settings: Settings) -> dict[str, Any]:
     """module_metrics.json for `run` (every group of its manifest)."""
     warnings = list(run.warnings) + check_groups(settings, run.groups, run.modular_dir / MANIFEST)
     overfit, evidence = overfitting_point(run.epochs, run.values["train_loss"], run.values["val_loss"],
                                           settings.overfit_consecutive, settings.overfit_min_increase,
                                           settings.overfit_min_rise_sigma, settings.overfit_smoothing,
                                           settings.overfit_sustained, settings.overfit_val_guard)
-    groups = {g: analyse_group(run, g, settings, overfit) for g in run.groups}
+    groups = {g: group_sweet_spot(run, g, settings, overfit) for g in run.groups}
     for g, entry in groups.items():
         warnings += [f"group {g}: {n}" for n in entry["notes"]]
     run_series = {name: _json_series(run.epochs, v) for name, v in run.values.items()

@@ -1,4 +1,4 @@
-"""Parameter crossover and its honest evaluation (issue 7, docs/crossover.md).
+"""Parameter crossover and its honest evaluation (docs/crossover.md).
 
 checkpoints  the run's manifest; sha256-verified, lazily opened safetensors (pickle refused)
 choices      which epoch each module group takes (explicit overrides or the analysis), plateaus, shifts

@@ -1,8 +1,8 @@
 """The models the evaluation compares, each a recipe (group -> epochs) with its weights (raw or EMA).
 
-Order of the table: single checkpoints at the fixed epochs (seed 004: 30, 40, 50, when saved), best
+Order of the table: single checkpoints at the fixed epochs (30, 40, 50, when saved: docs/design.md), best
 single (by val), last, EMA (the last checkpoint's EMA weights), uniform plateau average, greedy soup,
-the crossover, the greedy crossover, and seed 003's variants of the crossover with every group shifted
+the crossover, the greedy crossover, and the variants of the crossover with every group shifted
 by the same number of epochs. Every choice that needed a score was made on val before this list exists.
 """
 

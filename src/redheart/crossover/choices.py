@@ -128,9 +128,9 @@ def plateau_epochs(group: str, center: int, analysis: Mapping[str, Any] | None, 
 
 def shifted(choices: Mapping[str, int], delta: int, analysis: Mapping[str, Any] | None,
             checkpoints: RunCheckpoints) -> dict[str, int]:
-    """Every group moved by `delta` epochs (seed 003's ±2/±4 variants), kept on a usable checkpoint epoch.
+    """Every group moved by `delta` epochs (the ±2/±4 variants of docs/design.md), kept on a usable checkpoint epoch.
 
-    The seed clamps to [2, 60]; here an epoch off the run's range or without a checkpoint goes to the
+    The original clamps to [2, 60]; here an epoch off the run's range or without a checkpoint goes to the
     nearest usable checkpoint epoch (ties: the one nearer the original choice).
     """
     out = {}

@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from redheart.crossover.assemble import AssemblyPlan, load_into
-from redheart.crossover.calibration import calibration_metrics
 from redheart.crossover.checkpoints import RunCheckpoints
+from redheart.crossover.temperature import calibration_metrics
 from redheart.model.net import MODULE_TASKS
 from redheart.training.losses import multitask_loss
 from redheart.training.metrics import TaskMetrics

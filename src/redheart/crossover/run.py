@@ -45,7 +45,7 @@ from redheart.crossover.rebuild import (
     run_config,
     schema_of,
 )
-from redheart.crossover.soups import Selection, greedy_crossover, greedy_soup, plateau_average
+from redheart.crossover.soups import SoupSelection, greedy_crossover, greedy_soup, plateau_average
 from redheart.run_folder import ANALYSIS_DIR, resolve_run_dir
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class _Scorer:
     """Val predictions per recipe, computed once; what every selection step reads."""
 
     def __init__(self, evaluator: Evaluator, checkpoints: RunCheckpoints, expected: dict[str, TensorSpec],
-                 selection: Selection):
+                 selection: SoupSelection):
         self.evaluator, self.checkpoints, self.expected, self.selection = evaluator, checkpoints, expected, selection
         self.plans: dict[tuple, AssemblyPlan] = {}
         self.val: dict[tuple, Predictions] = {}
@@ -152,14 +152,14 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                         choices: dict[str, int], sources: dict[str, str], weights: str, analysis: dict | None,
                         settings: dict[str, Any], out_dir: Path, crossover_path: Path | None = None) -> dict:
     # deferred: torchmetrics, scipy, matplotlib and Lightning are not needed to assemble (bench/crossover_memory.py)
-    from redheart.crossover.calibration import fit_temperature
     from redheart.crossover.evaluate import Evaluator, has_running_stats
     from redheart.crossover.report import write_outputs
+    from redheart.crossover.temperature import fit_temperature
 
     started = time.monotonic()
     groups = list(checkpoints.groups)
     select = settings.get("select") or {}
-    selection = Selection(select.get("metric", "loss"), select.get("mode", "min"))
+    selection = SoupSelection(select.get("metric", "loss"), select.get("mode", "min"))
     boot = {"resamples": 1000, "confidence": 0.95, "seed": 0, **(settings.get("bootstrap") or {})}
     if boot["resamples"] < 1000:
         log.warning("evaluation.bootstrap.resamples=%d: the issue asks for >= 1000", boot["resamples"])
@@ -289,8 +289,8 @@ def _logistic_regression_result(datamodule: Any, num_classes: int, settings: dic
                                 boot: dict[str, Any], bins: int) -> dict[str, Any]:
     """The scikit-learn baseline on the same embeddings and split, as one more row (baseline.py)."""
     from redheart.crossover.baseline import DEFAULT_C, fit_logistic_regression
-    from redheart.crossover.calibration import fit_temperature
     from redheart.crossover.evaluate import Predictions, summarize
+    from redheart.crossover.temperature import fit_temperature
 
     fit = fit_logistic_regression(datamodule.datasets, num_classes, settings.get("C") or DEFAULT_C,
                                   int(settings.get("max_iter", 2000)), int(boot["seed"]))

@@ -6,7 +6,7 @@
 - greedy crossover: from best single, for each group in turn try each epoch of its plateau, keeping a
   change only if val strictly improves (the soups' greedy rule applied per group, to a choice not a mean).
 
-`score(recipe)` is the caller's val evaluation; `Selection` says whether lower or higher is better.
+`score(recipe)` is the caller's val evaluation; `SoupSelection` says whether lower or higher is better.
 Recipes map group -> epochs (assemble.Recipe); these functions only search, they read no weights.
 """
 
@@ -20,7 +20,7 @@ Recipe = dict[str, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
-class Selection:
+class SoupSelection:
     """The val metric that ranks models (e.g. `loss`, min) and the comparisons the greedy rules use."""
 
     metric: str = "loss"
@@ -51,7 +51,7 @@ def plateau_average(plateaus: Mapping[str, Sequence[int]]) -> Recipe:
 
 
 def greedy_soup(groups: Sequence[str], epoch_scores: Mapping[int, float], score: Callable[[Recipe], float],
-                selection: Selection) -> tuple[Recipe, list[dict[str, Any]]]:
+                selection: SoupSelection) -> tuple[Recipe, list[dict[str, Any]]]:
     """Wortsman's greedy soup over whole checkpoints; returns the recipe and the trace of every trial."""
     order = selection.ranked(epoch_scores)
     soup = [order[0]]
@@ -68,7 +68,7 @@ def greedy_soup(groups: Sequence[str], epoch_scores: Mapping[int, float], score:
 
 
 def greedy_crossover(start: Mapping[str, int], plateaus: Mapping[str, Sequence[int]],
-                     score: Callable[[Recipe], float], selection: Selection,
+                     score: Callable[[Recipe], float], selection: SoupSelection,
                      start_score: float | None = None) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Per group, in order, try each plateau epoch; keep a change only when val strictly improves."""
     choice = dict(start)

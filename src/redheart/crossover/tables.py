@@ -1,6 +1,6 @@
-"""The comparison table in Markdown and LaTeX, in the layout of seed 002 §3.2 ("Training Results").
+"""The comparison table in Markdown and LaTeX, in the layout docs/design.md keeps ("Crossover").
 
-The seed's table has one row per method and the columns Method | Val Loss | Val Acc | Test Acc, with
+The original table has one row per method and the columns Method | Val Loss | Val Acc | Test Acc, with
 \\hline rules and the winning entries in bold. Here the numbers are measured, and the columns add test
 macro-F1, each test metric's 95% bootstrap interval, the paired-bootstrap difference against best single with its 95% CI (percentage points;
 `*` when the interval excludes 0), and calibration (ECE before → after temperature scaling, Brier).

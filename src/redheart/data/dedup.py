@@ -1,16 +1,16 @@
-"""Near-duplicate removal with the seed's semantics, without the seed's O(n²) Python loop.
+"""Near-duplicate removal with keep-first semantics (docs/design.md, Data), without an O(n²) Python loop.
 
-Seed 002 §2.1 walks the records in order, keeps record i unless an earlier *kept* record marked it,
+The original walks the records in order, keeps record i unless an earlier *kept* record marked it,
 and marks every later record j with `fuzz.ratio(text_i, text_j) / 100 >= threshold`. So record j is
 dropped exactly when some kept record i < j is that similar to it. We reproduce that kept set
-exactly (tests compare against the seed loop) in three steps:
+exactly (tests compare against that loop) in three steps:
 
 1. Exact copies: a later copy of a text is always dropped (its first copy, or whatever dropped the
    first copy, is at least as similar to it), so only distinct texts go on.
 2. Candidate pairs (`similar_pairs`): in chunks of texts sorted by length, two exact bounds
    (length ratio, character-histogram distance) rule out almost all pairs without comparing
    strings; the rest are scored by rapidfuzz's multi-threaded `process.cpdist`. No dense n×n
-   matrix is ever built. Every candidate is re-scored with the scalar `fuzz.ratio` and the seed's
+   matrix is ever built. Every candidate is re-scored with the scalar `fuzz.ratio` and the original
    own predicate, so float rounding inside the vectorised scorer can never change a decision.
 3. Greedy resolution in the original order on the sparse pair list (linear in the pair count).
 
@@ -50,7 +50,7 @@ class DedupResult:
 
 
 def _is_similar(a: str, b: str, threshold: float) -> tuple[bool, float]:
-    """The seed's predicate, verbatim: fuzz.ratio(a, b) / 100.0 >= threshold."""
+    """The original predicate, verbatim: fuzz.ratio(a, b) / 100.0 >= threshold."""
     score = fuzz.ratio(a, b) / 100.0
     return score >= threshold, score
 
@@ -83,7 +83,7 @@ def similar_pairs(
       This costs ~`buckets` operations per pair (scipy's cityblock cdist) instead of the
       O(len_a · len_b / 64) of the string comparison, and removes almost every pair of unrelated texts.
     The survivors are scored by rapidfuzz's multi-threaded `cpdist`, then re-checked one by one
-    with the seed's scalar predicate.
+    with the original scalar predicate.
     """
     from scipy.spatial.distance import cdist as pairwise_distance
 
@@ -137,7 +137,7 @@ def deduplicate(
     workers: int = -1,
     progress: bool = False,
 ) -> DedupResult:
-    """Keep-first near-duplicate removal, identical in outcome to the seed's loop."""
+    """Keep-first near-duplicate removal, identical in outcome to the original loop."""
     n = len(texts)
     keep = np.ones(n, dtype=bool)
     cause: dict[int, DuplicatePair] = {}
@@ -175,7 +175,7 @@ def deduplicate(
 
 
 def seed_loop_reference(texts: Sequence[str], threshold: float = 0.92) -> list[int]:
-    """Seed 002 §2.1 `remove_duplicates`, verbatim apart from returning kept indices.
+    """The original `remove_duplicates`, verbatim apart from returning kept indices.
 
     O(n²) Python; never used by the pipeline. It is the reference that tests and
     bench/dedup_bench.py compare `deduplicate` against.

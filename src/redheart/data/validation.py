@@ -1,4 +1,4 @@
-"""Record validation: every rule of the seed schema, every problem reported, nothing dropped silently.
+"""Record validation: every rule of the record schema, every problem reported, nothing dropped silently.
 
 `validate_records` turns raw records into `Record`s. A record that breaks any rule is collected with
 *all* of its problems; the caller then raises (`on_invalid=error`) or quarantines (`skip`). Text is

@@ -1,6 +1,6 @@
 """The four task heads and the cross-task exchange between them (`heads.*`).
 
-Seed 002 §1.1 gives the heads group 153.1M although its four heads sum to 63.1M. The missing ~90M is
+The design gives the heads group 153.1M although its four heads sum to 63.1M. The missing ~90M is
 `heads.exchange`: after each head encodes its own task representation, the four representations
 attend to each other (a transformer over four task tokens) so that, e.g., the regret head can use
 what the emotion head saw; a gate then decides per task how much of the exchanged view to take.

@@ -1,4 +1,4 @@
-"""RedHeartNet: the whole module tree of seed 002 §1.1 and how its outputs are fused.
+"""RedHeartNet: the whole module tree (docs/design.md, Model) and how its outputs are fused.
 
 State-dict prefixes (fixed; checkpoints, analysis and crossover rely on them):
   backbone · heads.{emotion,bentham,regret,surd,exchange} ·
@@ -31,7 +31,7 @@ from redheart.model.heads import TaskHeads
 from redheart.model.neural_analyzers import NeuralAnalyzer
 from redheart.model.phase import PhaseNetworks
 
-# prefix → the seed's class name, in the order of seed 002 §1.1
+# prefix → the original design's class name, in the design's order
 MODULE_TREE: dict[str, str] = {
     "backbone": "RedHeartUnifiedBackbone",
     "heads.emotion": "EmotionHead",
@@ -54,8 +54,8 @@ MODULE_TREE: dict[str, str] = {
     "phase.community": "Phase2CommunityNetwork",
 }
 
-# the seed's groups, for the parameter table
-SEED_GROUPS: dict[str, tuple[str, ...]] = {
+# the groups whose parameter counts the parameter table checks against the preset targets (param_targets.groups)
+PARAMETER_COUNT_GROUPS: dict[str, tuple[str, ...]] = {
     "backbone": ("backbone",),
     "heads": ("heads.",),
     "neural_analyzers": ("analyzers.neural_",),

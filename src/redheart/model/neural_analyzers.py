@@ -3,7 +3,7 @@
 Each reads the backbone tokens with its own attention query and runs a deep residual MLP. They are
 deliberately independent of the heads: deep supervision gives every analyzer its own loss, so the
 analysis can score each module group at every checkpoint, and the fused output averages them with the
-heads (seed 002's analyzers never entered the loss and so never learned).
+heads (analyzers outside the loss never learn: docs/design.md, Model).
 """
 
 from __future__ import annotations

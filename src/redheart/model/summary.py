@@ -19,11 +19,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from redheart.errors import RedHeartError
-from redheart.model.net import MODULE_TREE, SEED_GROUPS
+from redheart.model.net import MODULE_TREE, PARAMETER_COUNT_GROUPS
 
 
 class ParameterCountError(RedHeartError, ValueError):
-    """The built model does not match the seed's parameter figures."""
+    """The built model does not match the preset's parameter targets (docs/design.md, Model)."""
 
 
 def build_on_meta(net_cfg: dict | DictConfig) -> torch.nn.Module:
@@ -53,7 +53,7 @@ def parameter_table(net: torch.nn.Module, targets: dict | None = None) -> dict[s
     modules = {p: {"seed_name": MODULE_TREE[p], **_row(c, module_targets.get(p), tolerance)} for p, c in counts.items()}
     groups = {
         group: _row(sum(c for p, c in counts.items() if p.startswith(prefixes)), group_targets.get(group), tolerance)
-        for group, prefixes in SEED_GROUPS.items()
+        for group, prefixes in PARAMETER_COUNT_GROUPS.items()
     }
     total_row = _row(total, targets.get("total"), 0.0)
     failures = [f"module {p}" for p, r in modules.items() if r.get("ok") is False]
@@ -72,7 +72,7 @@ def verify(table: dict[str, Any]) -> None:
         row = table["total"] if kind == "total" else table[f"{kind}s"][key]
         lines.append(f"  {name}: {row['actual']:,} vs target {row['target']:,} ({row['relative']:+.2%})")
     raise ParameterCountError(
-        f"the model misses the seed's parameter figures (tolerance {table['tolerance']:.0%} per module/group, "
+        f"the model misses the preset's parameter targets (tolerance {table['tolerance']:.0%} per module/group, "
         "total exact):\n" + "\n".join(lines) + "\nCheck the preset's widths (conf/model/) or model.param_targets."
     )
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from redheart.errors import RedHeartError
 from redheart.io import atomic_write_json, read_json
 from redheart.sweep.cumulative import CumulativeResults
-from redheart.sweep.score import Selection, select
+from redheart.sweep.score import LRSelection, select
 
 log = logging.getLogger(__name__)
 FILENAME = "optimal_lr.json"
@@ -34,7 +34,7 @@ def cumulative_path(config: DictConfig) -> Path:
     return Path(shared) if shared else Path(config.hydra.sweep.dir) / CUMULATIVE
 
 
-def select_from_config(entries: list[dict[str, Any]], config: DictConfig) -> Selection:
+def select_from_config(entries: list[dict[str, Any]], config: DictConfig) -> LRSelection:
     score = OmegaConf.to_container(config.lr_sweep.score, resolve=True)
     return select(entries, method=score["method"], weights=score.get("weights"), last_k=score.get("last_k", 3),
                   gap_weight=score.get("gap_weight", 0.1))
@@ -53,7 +53,7 @@ def comparable(entries: list[dict[str, Any]], sweep_dir: Path, signature: str | 
     return [e for e in entries if e["signature"] == signature]
 
 
-def write_optimal(config: DictConfig, signature: str | None = None) -> Selection | None:
+def write_optimal(config: DictConfig, signature: str | None = None) -> LRSelection | None:
     """Score the sweep's jobs; write optimal_lr.json and lr_curves.png into the sweep folder."""
     sweep_dir = Path(config.hydra.sweep.dir).resolve()
     path = cumulative_path(config)

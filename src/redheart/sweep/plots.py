@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from redheart.io import atomic_write_with  # noqa: E402
-from redheart.sweep.score import Selection  # noqa: E402
+from redheart.sweep.score import LRSelection  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -21,14 +21,14 @@ def _save(fig, path: Path) -> Path:
     return out
 
 
-def _score_axis(ax, selection: Selection) -> None:
+def _score_axis(ax, selection: LRSelection) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"{selection.method} score ({'higher' if selection.higher_is_better else 'lower'} is better)")
     ax.grid(alpha=0.3, which="both")
 
 
-def plot_lr_curves(entries: list[dict[str, Any]], selection: Selection, path: Path) -> Path:
+def plot_lr_curves(entries: list[dict[str, Any]], selection: LRSelection, path: Path) -> Path:
     """Left: validation and train loss per epoch for every LR. Right: score vs LR, the chosen one starred."""
     fig, (curves, scores) = plt.subplots(1, 2, figsize=(12, 4.5))
     by_lr = sorted({float(e["lr"]): e for e in entries}.items())
@@ -58,7 +58,7 @@ def plot_lr_curves(entries: list[dict[str, Any]], selection: Selection, path: Pa
     return _save(fig, path)
 
 
-def plot_stage(stage_lrs: list[float], stage: int, selection: Selection, path: Path) -> Path:
+def plot_stage(stage_lrs: list[float], stage: int, selection: LRSelection, path: Path) -> Path:
     """Score vs LR after `stage`: earlier stages grey, this stage's LRs (run or reused) highlighted."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lrs = sorted(selection.scores)

@@ -1,13 +1,13 @@
 """Which learning rate? Per-job criteria and the two selection scores (configurable, `lr_sweep.score`).
 
 Criteria of one job (its per-epoch records, callbacks/epoch_history.py):
-- val_loss:    mean validation loss of the last `last_k` epochs (seed 003: last 3)          lower is better
-- stability:   mean over epochs of 1 / (1 + std of the step gradient norms) (seed 003)      higher is better
-- efficiency:  relative drop of the train loss from the first to the last epoch (seed 003)  higher is better
-- overfitting: |train loss − val loss| at the last epoch (seed 003's overfit gap)            lower is better
+- val_loss:    mean validation loss of the last `last_k` epochs (last 3 by default)         lower is better
+- stability:   mean over epochs of 1 / (1 + std of the step gradient norms)                 higher is better
+- efficiency:  relative drop of the train loss from the first to the last epoch             higher is better
+- overfitting: |train loss − val loss| at the last epoch (the overfit gap)                   lower is better
 
 `seed003` (default): each criterion min–max normalised across the compared jobs to [0, 1] (1 = best;
-all 1 when every job ties), then weighted 0.4 / 0.2 / 0.2 / 0.2; the highest score wins. The seed
+all 1 when every job ties), then weighted 0.4 / 0.2 / 0.2 / 0.2; the highest score wins. The original
 squashed raw values with 1 / (1 + x) instead, which lets the criterion with the largest raw spread
 dominate; normalising makes the weights mean what they say.
 `seed002`: mean of the last 3 val losses + 0.1 · |train − val| at the last epoch; the lowest wins.
@@ -35,7 +35,7 @@ class ScoreConfigError(RedHeartError, ValueError):
 
 
 @dataclass
-class Selection:
+class LRSelection:
     best_lr: float | None
     best_score: float | None
     method: str
@@ -86,7 +86,7 @@ def _normalised(values: np.ndarray, lower_is_better: bool) -> np.ndarray:
 
 
 def select(entries: list[dict[str, Any]], method: str = "seed003", weights: dict[str, float] | None = None,
-           last_k: int = 3, gap_weight: float = 0.1) -> Selection:
+           last_k: int = 3, gap_weight: float = 0.1) -> LRSelection:
     """Score every job (one per LR: a repeated LR keeps its latest entry) and pick the best LR."""
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
     unknown = set(weights) - set(LOWER_IS_BETTER)
@@ -105,7 +105,7 @@ def select(entries: list[dict[str, Any]], method: str = "seed003", weights: dict
             criteria[lr] = result
     higher = method == "seed003"
     if not criteria:
-        return Selection(None, None, method, higher, {}, {}, unscored, "no job could be scored")
+        return LRSelection(None, None, method, higher, {}, {}, unscored, "no job could be scored")
     lrs = sorted(criteria)
     if method == "seed003":
         total = np.zeros(len(lrs))
@@ -116,7 +116,7 @@ def select(entries: list[dict[str, Any]], method: str = "seed003", weights: dict
     else:
         scores = {lr: criteria[lr]["val_loss"] + gap_weight * criteria[lr]["overfitting"] for lr in lrs}
     best = (max if higher else min)(scores, key=scores.get)
-    return Selection(best, scores[best], method, higher, scores, criteria, unscored,
+    return LRSelection(best, scores[best], method, higher, scores, criteria, unscored,
                      _reason(best, scores, criteria, method, higher))
 
 

@@ -1,4 +1,4 @@
-"""Planning the hierarchical 5-5-5-5 sweep (seed 000): each stage's learning rates.
+"""Planning the hierarchical 5-5-5-5 sweep (docs/design.md, LR sweep): each stage's learning rates.
 
 Stage 0 spreads `points` LRs log-evenly over `lr_range` (default [1e-5, 5e-4]). Stage s > 0 spreads
 them over a log range centred on the best LR so far whose width is stage 0's times `shrink`^s, so

@@ -1,4 +1,4 @@
-"""Threshold calibration (seed 004 §4): back-solve the five thresholds from accepted sweet spots.
+"""Threshold calibration (docs/design.md): back-solve the five thresholds from accepted sweet spots.
 
 Given epochs a person (or the crossover evaluation) accepted for some groups:
 1. plateau_variance, improvement_rate — for every stability_window w in 4..9: the window of w
@@ -34,7 +34,7 @@ from redheart.analysis.plateau import window_test
 from redheart.analysis.registry import techniques
 from redheart.analysis.run_metrics import RunMetrics
 from redheart.analysis.settings import CRITERIA, Settings, Thresholds
-from redheart.analysis.sweet_spot import analyse
+from redheart.analysis.sweet_spot import find_sweet_spots
 from redheart.analysis.vote import vote
 from redheart.io import read_json
 
@@ -167,7 +167,7 @@ def best_threshold(confidences: list[float], agree: list[bool]) -> float:
 def calibrate(run: RunMetrics, settings: Settings, accepted: dict[str, int], source: str = "") -> dict[str, Any]:
     """calibrated_thresholds.json: the five thresholds plus how they were obtained."""
     base = settings.thresholds
-    before = analyse(run, settings)
+    before = find_sweet_spots(run, settings)
     trials = [{"thresholds": base, "result": before, "measured": accepted_windows(run, settings, accepted,
                                                                                   base.stability_window),
                "label": "configured", "key": (float(np.mean(_errors(before, accepted))),
@@ -179,7 +179,7 @@ def calibrate(run: RunMetrics, settings: Settings, accepted: dict[str, int], sou
         variance = max(MARGIN * m["variance"] for m in measured.values())
         slope = max(MARGIN * abs(m["sen_slope"]) for m in measured.values())
         t = Thresholds(max(variance, 1e-9), max(slope, 1e-9), window, base.mcda_weights, base.voting_confidence)
-        result = analyse(run, settings.with_thresholds(t))
+        result = find_sweet_spots(run, settings.with_thresholds(t))
         trials.append({"thresholds": t, "result": result, "measured": measured, "label": str(window),
                        "key": (float(np.mean(_errors(result, accepted))),
                                float(np.mean(_errors(result, accepted, "mann_kendall"))),
@@ -191,13 +191,13 @@ def calibrate(run: RunMetrics, settings: Settings, accepted: dict[str, int], sou
                                        run.every_n_epochs)
     t = chosen["thresholds"]
     t = Thresholds(t.plateau_variance, t.improvement_rate, t.stability_window, weights, base.voting_confidence)
-    after = analyse(run, settings.with_thresholds(t))
+    after = find_sweet_spots(run, settings.with_thresholds(t))
     step = run.every_n_epochs
     agree = [abs(after["groups"][g]["recommended_epoch"] - e) <= step for g, e in accepted.items()]
     confidences = [after["groups"][g]["confidence"] for g in accepted]
     t = Thresholds(t.plateau_variance, t.improvement_rate, t.stability_window, weights,
                    best_threshold(confidences, agree))
-    final = analyse(run, settings.with_thresholds(t))
+    final = find_sweet_spots(run, settings.with_thresholds(t))
     per_group = {g: {"accepted": e, "before": before["groups"][g]["recommended_epoch"],
                      "after": final["groups"][g]["recommended_epoch"],
                      "confidence_after": final["groups"][g]["confidence"],

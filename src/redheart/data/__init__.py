@@ -1,0 +1,1 @@
+"""The data pipeline: sources, validation, near-duplicate removal, splits, embeddings and the DataModule."""
