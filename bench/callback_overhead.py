@@ -225,7 +225,8 @@ def summarise(runs: list[dict], skip: int, max_foreign: float) -> dict:
         clean = [p for p in all_pairs if all(e["foreign_cores"] <= max_foreign for e in p)]
         used = clean if len(clean) >= 2 else all_pairs
         s = {"runs": len(rs), "measured_epochs_per_run": len(measured[0]),
-             "pairs": len(all_pairs), "clean_pairs": len(clean), "pairs_used": "clean" if used is clean else "all (too few clean)",
+             "pairs": len(all_pairs), "clean_pairs": len(clean),
+             "pairs_used": "clean" if used is clean else "all (too few clean)",
              "epoch_wall_s": [[round(e["wall_s"], 3) for e in m] for m in measured],
              "epoch_cpu_s": [[round(e["cpu_s"], 3) for e in m] for m in measured],
              "epoch_foreign_cores": [[round(e["foreign_cores"], 2) for e in m] for m in measured]}
@@ -239,12 +240,14 @@ def summarise(runs: list[dict], skip: int, max_foreign: float) -> dict:
         for e in flat:
             for k, v in e["hooks_s"].items():
                 hooks[k] = hooks.get(k, 0.0) + v
-        s["hook_self_s_per_epoch"] = {k: round(v / len(flat), 5) for k, v in sorted(hooks.items(), key=lambda kv: -kv[1])
+        s["hook_self_s_per_epoch"] = {k: round(v / len(flat), 5)
+                                      for k, v in sorted(hooks.items(), key=lambda kv: -kv[1])
                                       if v / len(flat) >= 1e-4}
         per_callback: dict[str, float] = {}
         for k, v in hooks.items():
             per_callback[k.split(".")[0]] = per_callback.get(k.split(".")[0], 0.0) + v / len(flat)
-        s["callback_self_s_per_epoch"] = {k: round(v, 4) for k, v in sorted(per_callback.items(), key=lambda kv: -kv[1])}
+        s["callback_self_s_per_epoch"] = {k: round(v, 4)
+                                          for k, v in sorted(per_callback.items(), key=lambda kv: -kv[1])}
         s["callback_self_s_per_epoch_total"] = round(sum(per_callback.values()), 4)
         out[arm] = s
     return out
@@ -272,12 +275,13 @@ def main() -> None:
     for rep in range(args.repeats):
         for arm in ARMS:  # with, without, with, without, ...
             waited = wait_for_quiet(args.max_foreign_cores)
-            print(f"[{rep + 1}/{args.repeats}] {arm} callbacks: {args.epochs} epochs (waited {waited:.0f} s for a quiet "
-                  "machine) ...", flush=True)
+            print(f"[{rep + 1}/{args.repeats}] {arm} callbacks: {args.epochs} epochs "
+                  f"(waited {waited:.0f} s for a quiet machine) ...", flush=True)
             r = one_run(args.model, args.epochs, arm)
             r["waited_s"] = round(waited, 1)
-            print("    epoch wall s: " + ", ".join(f"{e['wall_s']:.2f}" + ("*" if e["foreign_cores"] > args.max_foreign_cores
-                                                                          else "") for e in r["epochs"]), flush=True)
+            busy = args.max_foreign_cores
+            print("    epoch wall s: " + ", ".join(f"{e['wall_s']:.2f}" + ("*" if e["foreign_cores"] > busy else "")
+                                                 for e in r["epochs"]), flush=True)
             runs.append(r)
 
     skip = 1
@@ -287,7 +291,8 @@ def main() -> None:
     modular_save_s = [e["hooks_s"].get("ModularCheckpoint.on_validation_end", 0.0)
                       for r in with_runs for e in r["epochs"]
                       if (e["epoch"] + 1) % 2 == 0 and e["foreign_cores"] <= args.max_foreign_cores]
-    resume_save_s = [e["hooks_s"].get("ModelCheckpoint.on_validation_end", 0.0) + e["hooks_s"].get("ModelCheckpoint.on_train_epoch_end", 0.0)
+    resume_save_s = [e["hooks_s"].get("ModelCheckpoint.on_validation_end", 0.0)
+                     + e["hooks_s"].get("ModelCheckpoint.on_train_epoch_end", 0.0)
                      for r in with_runs for e in r["epochs"] if e["foreign_cores"] <= args.max_foreign_cores]
     ratio = w["median_pair_wall_s"] / wo["median_pair_wall_s"]
     result = {
@@ -297,8 +302,10 @@ def main() -> None:
                     "python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
         "model": args.model, "params": runs[0]["params"], "epochs_per_fit": args.epochs, "warmup_epochs_skipped": skip,
         "repeats_per_arm": args.repeats, "steps_per_fit": runs[0]["steps"], "max_foreign_cores": args.max_foreign_cores,
-        "arms": {a: {"overrides": ARMS[a], "callbacks": next(r["callbacks"] for r in runs if r["arm"] == a)} for a in ARMS},
-        "epoch_definition": "on_train_epoch_start to the next one (last: on_train_end): train + val + checkpoint writes",
+        "arms": {a: {"overrides": ARMS[a], "callbacks": next(r["callbacks"] for r in runs if r["arm"] == a)}
+                 for a in ARMS},
+        "epoch_definition": "on_train_epoch_start to the next one (last: on_train_end): "
+                            "train + val + checkpoint writes",
         "headline": "median over 2-epoch pairs (one modular save each) of per-epoch wall time",
         "with_s": w["median_pair_wall_s"], "without_s": wo["median_pair_wall_s"],
         "ratio_with_to_without": round(ratio, 4),
@@ -315,17 +322,20 @@ def main() -> None:
         "modular_checkpoint": {
             "save_seconds_median": round(statistics.median(modular_save_s), 4) if modular_save_s else None,
             "save_seconds": [round(s, 4) for s in modular_save_s],
-            "bytes_per_checkpoint": with_runs[0]["modular_checkpoint_bytes"][0] if with_runs[0]["modular_checkpoint_bytes"] else None,
+            "bytes_per_checkpoint": (with_runs[0]["modular_checkpoint_bytes"][0]
+                                     if with_runs[0]["modular_checkpoint_bytes"] else None),
             "epochs_saved_per_fit": with_runs[0]["modular_epochs"],
         },
-        "resume_checkpoint": {"save_seconds_median": round(statistics.median(resume_save_s), 4) if resume_save_s else None,
+        "resume_checkpoint": {"save_seconds_median": (round(statistics.median(resume_save_s), 4)
+                                                      if resume_save_s else None),
                               "bytes": with_runs[0]["resume_checkpoint_bytes"],
                               "every_n_epochs": with_runs[0]["resume_every_n_epochs"]},
         "per_arm": arms,
         "runs": [{k: r[k] for k in ("arm", "fit_total_s", "steps", "val_loss", "waited_s")} for r in runs],
     }
     atomic_write_json(args.out, result)
-    print(json.dumps({k: result[k] for k in ("with_s", "without_s", "ratio_with_to_without", "ratio_cpu_with_to_without",
+    print(json.dumps({k: result[k] for k in ("with_s", "without_s", "ratio_with_to_without",
+                                             "ratio_cpu_with_to_without",
                                              "ratio_median_epoch_wall", "meets_goal", "extra_s_per_epoch",
                                              "callback_hooks_s_per_epoch", "callback_self_s_per_epoch",
                                              "modular_checkpoint", "resume_checkpoint")}, indent=2))

@@ -12,7 +12,8 @@ config (`model=<preset>`, `optim=adamw`), then runs one step as Lightning's auto
 does: training_step → backward → optimizer.step() (AdamW state allocated) → zero_grad(set_to_none).
 Its peak RSS (ru_maxrss) is its own; RSS and peak are also read at each stage to show where the
 memory goes. The step time is for information only: the first step also pays for page-faulting the
-fresh gradients and AdamW state, and other processes on the machine change it. Figures go to stdout and bench/results/full_step_memory.json (small presets:
+fresh gradients and AdamW state, and other processes on the machine change it. Figures go to stdout
+and bench/results/full_step_memory.json (small presets:
 full_step_memory_<preset>.json, so a smoke test never overwrites the real figures).
 """
 
@@ -61,7 +62,8 @@ def random_batch(size: int, generator) -> dict:
         return torch.rand(*shape, generator=generator) < 0.8
 
     return {"embedding": torch.randn(size, 384, generator=generator),
-            "label": torch.randint(0, 7, (size,), generator=generator), "index": torch.arange(size), "intensity": uniform(size), "intensity_mask": mask(size),
+            "label": torch.randint(0, 7, (size,), generator=generator), "index": torch.arange(size),
+            "intensity": uniform(size), "intensity_mask": mask(size),
             "regret": uniform(size), "regret_mask": mask(size), "bentham": uniform(size, 10),
             "bentham_mask": mask(size, 10), "surd": uniform(size, 4), "surd_mask": mask(size, 4)}
 
@@ -118,7 +120,8 @@ def _one_step(module_args: dict, batch_size: int, queue) -> None:
 
 def result_path(name: str, preset: str, out: str | None) -> Path:
     """bench/results/<name>.json for the full preset, <name>_<preset>.json for smoke runs (never overwritten)."""
-    return Path(out) if out else ROOT / "bench" / "results" / (f"{name}.json" if preset == "full" else f"{name}_{preset}.json")
+    file = f"{name}.json" if preset == "full" else f"{name}_{preset}.json"
+    return Path(out) if out else ROOT / "bench" / "results" / file
 
 
 def run_in_child(target, *args) -> dict:

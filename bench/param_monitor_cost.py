@@ -233,7 +233,8 @@ def main() -> None:
         "snapshot_bytes": r["snapshot_bytes"], "sampler_index_bytes": r["sampler_build"]["index_bytes"],
         "full_copy_bytes": full_copy,
         "ratio_snapshot_to_full_copy": round(r["snapshot_bytes"] / full_copy, 7),
-        "ratio_snapshot_plus_index_to_full_copy": round((r["snapshot_bytes"] + r["sampler_build"]["index_bytes"]) / full_copy, 7),
+        "ratio_snapshot_plus_index_to_full_copy": round(
+            (r["snapshot_bytes"] + r["sampler_build"]["index_bytes"]) / full_copy, 7),
         # the storage the sampler's indices actually keep alive, and the RSS its build left behind
         "sampler_index_storage_bytes": r["sampler_build"]["index_storage_bytes"],
         "ratio_index_storage_to_full_copy": round(r["sampler_build"]["index_storage_bytes"] / full_copy, 4),

@@ -3,7 +3,8 @@
 Per epoch: train and validation loss, the validation metrics, the total gradient norm over the
 epoch's optimizer steps (mean, std, min, max; before clipping), learning efficiency (relative drop of
 the train loss since the first epoch), stability (1 / (1 + std of the step gradient
-norms)): the LR sweep's criteria (docs/design.md), learning rate and wall time. It also hashes the initial weights at fit start, so
+norms)): the LR sweep's criteria (docs/design.md), learning rate and wall time. It also hashes the
+initial weights at fit start, so
 a sweep can show that every job started from the same weights.
 
 The file is rewritten atomically after every epoch, so a killed job leaves the epochs it finished.

@@ -132,7 +132,8 @@ class ModularCheckpoint(L.Callback):
                 tensors |= {f"ema/{n}": ema[n].detach().to("cpu", dtype).contiguous() for n in names}
             meta = {"format": FORMAT, "epoch": str(epoch), "group": group, "dtype": self.dtype,
                     "ema": str(ema is not None).lower()}
-            path = atomic_write_with(group_file(self.dirpath, epoch, group), lambda tmp, t=tensors, m=meta: save_file(t, tmp, m))
+            path = atomic_write_with(group_file(self.dirpath, epoch, group),
+                                     lambda tmp, t=tensors, m=meta: save_file(t, tmp, m))
             files[group] = {"path": str(path.relative_to(self.dirpath)), "bytes": path.stat().st_size,
                             "sha256": sha256_file(path), "tensors": len(tensors)}
         metrics_path = atomic_write_json(metrics_file(self.dirpath, epoch), nulls_for_non_finite(metrics))
@@ -152,8 +153,10 @@ class ModularCheckpoint(L.Callback):
 
     def epoch_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int, ema: bool) -> dict:
         """Everything the sweet-spot analysis reads for one checkpoint (no weights needed)."""
-        logged = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) or isinstance(v, float)}
-        val = {k[len("val/"):]: v for k, v in logged.items() if k.startswith("val/") and not k.startswith("val/module/")}
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items()
+                  if torch.is_tensor(v) or isinstance(v, float)}
+        val = {k[len("val/"):]: v for k, v in logged.items()
+               if k.startswith("val/") and not k.startswith("val/module/")}
         modules: dict[str, dict[str, float]] = {}
         for key, value in logged.items():
             if key.startswith("val/module/"):

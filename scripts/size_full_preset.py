@@ -1,7 +1,8 @@
 """How the widths in conf/model/full.yaml were found (a development aid, not part of the pipeline).
 
 The design fixes the backbone at exactly 90,624,132 and the model at exactly 730,466,848 parameters, with
-the other modules at rounded figures (±1%). Counts grow with every width, so each ±1% module gets one width bisected to its target; the backbone and
+the other modules at rounded figures (±1%). Counts grow with every width, so each ±1% module gets one
+width bisected to its target; the backbone and
 `heads.exchange` (which takes the remainder of the heads group, see heads.py) each have two widths with
 coprime steps, searched for an exact solution. Counts come from instantiating on the meta device, so
 they are the real module tree, not a formula kept in sync by hand.

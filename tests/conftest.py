@@ -15,7 +15,9 @@ from omegaconf import open_dict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ISEAR_CSV = (REPO_ROOT / ".." / "shared" / "data" / "isear" / "isear.csv").resolve()
 LABELS = ("joy", "fear", "anger", "sadness", "disgust", "shame", "guilt")
-WORDS = ["river", "candle", "harbor", "violin", "meadow", "glacier", "lantern", "orchard", "compass", "thunder", "pebble", "saffron", "falcon", "velvet", "quarry", "tundra", "marble", "origami", "walnut", "zephyr", "cobalt", "ember", "juniper", "nectar"]
+WORDS = ["river", "candle", "harbor", "violin", "meadow", "glacier", "lantern", "orchard", "compass", "thunder",
+         "pebble", "saffron", "falcon", "velvet", "quarry", "tundra", "marble", "origami", "walnut", "zephyr",
+         "cobalt", "ember", "juniper", "nectar"]
 
 
 @pytest.fixture

@@ -99,7 +99,8 @@ def test_bf16_storage_halves_the_files(compose_cfg, tmp_path):
 
 def test_module_groups_reject_unclaimed_parameters_and_shared_prefixes():
     with pytest.raises(ValueError, match=r"2 parameters belong to no module group: b\.weight, b\.bias"):
-        ModuleGroups({"a": ["a"]}).partition(nn.ModuleDict({"a": nn.Linear(1, 1), "b": nn.Linear(1, 1)}).named_parameters())
+        net = nn.ModuleDict({"a": nn.Linear(1, 1), "b": nn.Linear(1, 1)})
+        ModuleGroups({"a": ["a"]}).partition(net.named_parameters())
     with pytest.raises(ValueError, match="in both module_groups.x and .y"):
         ModuleGroups({"x": ["a"], "y": ["a"]})
     assert ModuleGroups({"g": ["analyzers.dsp"]}).group_of("analyzers.dsp_extra.w") is None  # whole names only

@@ -106,7 +106,8 @@ def test_parallel_jobs_prepare_once_and_share_the_result(tmp_path):
     path = write_records(tmp_path / "d.jsonl", n=140)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_prepare_in_process, args=(str(path), str(tmp_path / "cache"), queue)) for _ in range(2)]
+    procs = [ctx.Process(target=_prepare_in_process, args=(str(path), str(tmp_path / "cache"), queue))
+             for _ in range(2)]
     for p in procs:
         p.start()
     results = sorted(queue.get(timeout=120) for _ in procs)

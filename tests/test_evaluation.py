@@ -130,7 +130,8 @@ def fake_result(name: str, acc: float, f1: float, diff: float | None) -> dict:
 def test_tables_follow_the_seed_layout_with_numbers_cis_and_bold_best():
     results = [fake_result("best_single", 0.70, 0.60, None), fake_result("crossover_x", 0.75, 0.65, 0.05)]
     md = markdown_table(results)
-    assert md.splitlines()[0].startswith("| Method | Val Loss | Val Acc | Test Acc [95% CI] |")  # the design's column order
+    # the design's column order
+    assert md.splitlines()[0].startswith("| Method | Val Loss | Val Acc | Test Acc [95% CI] |")
     assert "**75.0%**" in md and "+5.0 [+3.0, +7.0]*" in md and "| — |" in md
     tex = latex_table(results, "Crossover & baselines")
     assert tex.startswith("\\begin{table}[h]\n\\centering\n\\caption{Crossover \\& baselines}")

@@ -57,7 +57,8 @@ def test_summary_cli_prints_the_table_and_fails_off_target(capsys):
 def test_a_preset_off_its_targets_is_a_clear_error(compose_cfg):
     cfg = compose_cfg("model=full", "model.net.backbone.layers=6")
     table = parameter_table(build_on_meta(cfg.model.net), dict(cfg.model.param_targets))
-    with pytest.raises(ParameterCountError, match=r"module backbone: 79,595,393 vs target 90,624,132 \(-12.17%\)") as err:
+    expected = r"module backbone: 79,595,393 vs target 90,624,132 \(-12.17%\)"
+    with pytest.raises(ParameterCountError, match=expected) as err:
         verify(table)
     assert "total" in str(err.value) and "group backbone" in str(err.value)
 
@@ -68,7 +69,8 @@ def test_smaller_presets_share_the_tree_and_fit_their_budget(compose_cfg, preset
     net = build_on_meta(compose_cfg(f"model={preset}").model.net)
     assert low <= sum(p.numel() for p in net.parameters()) < high
     # same modules and parameter names everywhere: only shapes differ (depth-indexed layers aside)
-    assert {n for n, _ in net.named_modules() if n.count(".") <= 1} == {n for n, _ in full.named_modules() if n.count(".") <= 1}
+    top = {n for n, _ in net.named_modules() if n.count(".") <= 1}
+    assert top == {n for n, _ in full.named_modules() if n.count(".") <= 1}
     for prefix in MODULE_TREE:
         assert sum(p.numel() for p in net.get_submodule(prefix).parameters()) > 0, prefix
 
@@ -96,7 +98,8 @@ def test_every_parameter_gets_a_gradient_and_one_step_changes_every_tensor(tiny_
 
 @pytest.mark.parametrize("group", list(PARAMETER_COUNT_GROUPS))
 def test_the_final_loss_depends_on_every_group(tiny_net, group):
-    """Without deep supervision, the fused outputs alone still reach every group (modules outside the loss never learn)."""
+    """Without deep supervision, the fused outputs alone still reach every group (modules outside the loss
+    never learn)."""
     batch = make_batch()
     loss, _ = multitask_loss(tiny_net(batch["embedding"]), batch, WEIGHTS, deep_supervision=0.0)
     params = [p for n, p in tiny_net.named_parameters() if n.startswith(PARAMETER_COUNT_GROUPS[group])]

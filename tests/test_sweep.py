@@ -158,7 +158,8 @@ def test_ema_warmup_follows_early_steps_then_settles_at_the_decay():
         current = [p.detach().clone() for p in model.parameters()]
         # AveragedModel copies on its first update, then blends with the decay for update count n
         reference = current if reference is None else [
-            warmup_decay(0.99, n) * r + (1 - warmup_decay(0.99, n)) * c for r, c in zip(reference, current, strict=True)]
+            warmup_decay(0.99, n) * r + (1 - warmup_decay(0.99, n)) * c
+            for r, c in zip(reference, current, strict=True)]
         warm.update_parameters(model)
     for r, w in zip(reference, warm.module.parameters(), strict=True):
         assert torch.allclose(r, w, atol=1e-5)

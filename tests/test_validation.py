@@ -181,7 +181,8 @@ def test_huge_integer_target_is_a_problem_not_a_crash():
 # -- TextCleaning -------------------------------------------------------------------------------
 def test_replacements_apply_in_order():
     forward = TextCleaning.from_config({"replacements": [{"pattern": "a", "repl": "b"}, {"pattern": "b", "repl": "c"}]})
-    backward = TextCleaning.from_config({"replacements": [{"pattern": "b", "repl": "c"}, {"pattern": "a", "repl": "b"}]})
+    backward = TextCleaning.from_config({"replacements": [{"pattern": "b", "repl": "c"},
+                                                          {"pattern": "a", "repl": "b"}]})
     assert forward.clean("ab") == "cc"
     assert backward.clean("ab") == "bc"
     assert TextCleaning.from_config({"replacements": [{"pattern": "x"}]}).clean("axb") == "ab"  # repl defaults to ""
@@ -204,7 +205,8 @@ def test_invalid_cleaning_config_names_the_rule(cfg, where):
 
 # -- DataValidationError ------------------------------------------------------------------------
 def test_validation_error_message_lists_every_problem():
-    result = validate(rec(id="bad1", label=9), rec(id="good"), rec(id="bad2", text=""), rec(id="bad3", regret_factor=-1))
+    result = validate(rec(id="bad1", label=9), rec(id="good"), rec(id="bad2", text=""),
+                      rec(id="bad3", regret_factor=-1))
     message = str(DataValidationError(result.problems, result.n_read))
     assert "3 of 4 records are invalid (3 problems)" in message
     for rid, field in (("bad1", "label"), ("bad2", "text"), ("bad3", "regret_factor")):

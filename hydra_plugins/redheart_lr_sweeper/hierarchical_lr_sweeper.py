@@ -42,11 +42,13 @@ class HierarchicalLRSweeper(Sweeper):
         if not 0 < low < high:
             raise ValueError(f"hydra.sweeper.lr_range must be [low, high] with 0 < low < high, got {list(lr_range)}")
         if stages < 1 or points_per_stage < 1:
-            raise ValueError(f"hydra.sweeper.stages and points_per_stage must be >= 1, got {stages}, {points_per_stage}")
+            raise ValueError(f"hydra.sweeper.stages and points_per_stage must be >= 1, "
+                             f"got {stages}, {points_per_stage}")
         if not 0 < shrink < 1 or min_gap < 0:
             raise ValueError(f"hydra.sweeper.shrink must be in (0, 1) and min_gap >= 0, got {shrink}, {min_gap}")
         self.lr_range = (low, high)
-        self.stages, self.points, self.shrink, self.min_gap, self.param = stages, points_per_stage, shrink, min_gap, param
+        self.stages, self.points, self.shrink = stages, points_per_stage, shrink
+        self.min_gap, self.param = min_gap, param
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher = None
@@ -107,12 +109,13 @@ class HierarchicalLRSweeper(Sweeper):
                 raise RuntimeError(f"no job of this config completed; see {cumulative}")
             selection = select_from_config(entries, self.config)
             stages.append({"stage": stage, "range": [low, high], "centre": best,
-                           "planned": [{"lr": p.lr, "reused": p.reused, "moved_from": p.moved_from, "skipped": p.skipped}
-                                       for p in plan],
+                           "planned": [{"lr": p.lr, "reused": p.reused, "moved_from": p.moved_from,
+                                        "skipped": p.skipped} for p in plan],
                            "best_after": selection.best_lr})
             atomic_write_json(sweep_dir / "stages.json", {"signature": sig, "stages": stages})
             if selection.scores:
-                plot_stage([p.lr for p in plan if not p.skipped], stage, selection, sweep_dir / f"stage{stage}_scores.png")
+                plot_stage([p.lr for p in plan if not p.skipped], stage, selection,
+                           sweep_dir / f"stage{stage}_scores.png")
         write_optimal(self.config, sig)
         return returns
 

@@ -42,7 +42,8 @@ def model_arguments(cfg: DictConfig, input_dim: int, schema: TaskSchema) -> dict
     model["net"].update(input_dim=input_dim, num_classes=len(schema.class_names),
                         num_bentham=len(schema.bentham_names), num_surd=len(schema.surd_names))
     model["optimizer"] = OmegaConf.to_container(cfg.optim.optimizer, resolve=True)
-    model["scheduler"] = OmegaConf.to_container(cfg.optim.scheduler, resolve=True) if cfg.optim.get("scheduler") else None
+    scheduler = cfg.optim.get("scheduler")
+    model["scheduler"] = OmegaConf.to_container(scheduler, resolve=True) if scheduler else None
     return model
 
 

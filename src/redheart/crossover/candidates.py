@@ -54,8 +54,8 @@ def build_candidates(groups: Sequence[str], epochs: Sequence[int], weights: str,
         out.append(Candidate("plateau_average", "Plateau average", "average", dict(plateau_recipe), weights))
     if soup_recipe is not None:
         soup = sorted(set(next(iter(soup_recipe.values()))))
-        out.append(Candidate("greedy_soup", f"Greedy soup ({len(soup)} checkpoint{'s' if len(soup) > 1 else ''})", "soup", dict(soup_recipe), weights,
-                             {"epochs": soup}))
+        out.append(Candidate("greedy_soup", f"Greedy soup ({len(soup)} checkpoint{'s' if len(soup) > 1 else ''})",
+                             "soup", dict(soup_recipe), weights, {"epochs": soup}))
     out.append(Candidate("crossover", "Parameter crossover", "crossover", _chosen(choices), weights,
                          {"choices": dict(choices)}))
     if greedy_choice is not None:

@@ -59,7 +59,8 @@ def validate_analysis(analysis: Mapping[str, Any], checkpoints: RunCheckpoints) 
         plateau = details.get("plateau")
         if plateau is not None and not (isinstance(plateau, list | tuple) and len(plateau) == 2
                                         and all(isinstance(e, int) for e in plateau) and plateau[0] <= plateau[1]):
-            raise CrossoverError(f"{where}: field 'groups.{group}.plateau' must be [first, last] epochs, got {plateau!r}")
+            raise CrossoverError(f"{where}: field 'groups.{group}.plateau' must be [first, last] epochs, "
+                                 f"got {plateau!r}")
         excluded = details.get("excluded_epochs", [])
         if not isinstance(excluded, list | tuple):
             raise CrossoverError(f"{where}: field 'groups.{group}.excluded_epochs' must be a list")

@@ -2,7 +2,8 @@
 
 The original table has one row per method and the columns Method | Val Loss | Val Acc | Test Acc, with
 \\hline rules and the winning entries in bold. Here the numbers are measured, and the columns add test
-macro-F1, each test metric's 95% bootstrap interval, the paired-bootstrap difference against best single with its 95% CI (percentage points;
+macro-F1, each test metric's 95% bootstrap interval, the paired-bootstrap difference against best single
+with its 95% CI (percentage points;
 `*` when the interval excludes 0), and calibration (ECE before → after temperature scaling, Brier).
 Bold marks the best value of each metric column. The logistic-regression baseline has no multitask
 loss: its Val Loss cell is "—".

@@ -56,7 +56,8 @@ class EmbeddingDataset(Dataset):
             self.tensors[name], self.tensors[f"{name}_mask"] = values[:, 0], mask[:, 0]
         self.tensors["bentham"], self.tensors["bentham_mask"] = _target_matrix(
             [r.bentham for r in chosen], len(schema.bentham_names))
-        self.tensors["surd"], self.tensors["surd_mask"] = _target_matrix([r.surd for r in chosen], len(schema.surd_names))
+        self.tensors["surd"], self.tensors["surd_mask"] = _target_matrix([r.surd for r in chosen],
+                                                                         len(schema.surd_names))
 
     def __len__(self) -> int:
         return len(self.tensors["label"])
@@ -129,7 +130,8 @@ class RedHeartDataModule(LightningDataModule):
         if self.prepared is None:
             self.prepared = self._prepare()  # every stage is cached: this reads, it does not recompute
         p = self.prepared
-        self.datasets = {name: EmbeddingDataset(p.records, p.embeddings, idx, self.schema) for name, idx in p.split.items()}
+        self.datasets = {name: EmbeddingDataset(p.records, p.embeddings, idx, self.schema)
+                         for name, idx in p.split.items()}
 
     @property
     def embedding_dim(self) -> int:

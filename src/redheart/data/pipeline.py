@@ -123,7 +123,8 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
     n_in_file = len(raw)
     raw = _select_samples(raw, settings.max_samples, settings.seed)
 
-    validated = validate_records(raw, schema, str(path), TextCleaning.from_config(settings.clean), settings.max_text_chars)
+    validated = validate_records(raw, schema, str(path), TextCleaning.from_config(settings.clean),
+                                 settings.max_text_chars)
     if validated.problems and settings.on_invalid == "error":
         raise DataValidationError(validated.problems, validated.n_read)
     if not validated.records:  # skip mode with nothing valid: say so here, not as a split error later
@@ -149,7 +150,8 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
     texts = [r.text for r in kept]
     leaks = find_leaks(texts, split, settings.dedup_threshold)
     if leaks:
-        detail = "; ".join(f"{kept[x['a']].id} ({x['split_a']}) ~ {kept[x['b']].id} ({x['split_b']})" for x in leaks[:10])
+        detail = "; ".join(f"{kept[x['a']].id} ({x['split_a']}) ~ {kept[x['b']].id} ({x['split_b']})"
+                           for x in leaks[:10])
         if settings.on_leakage == "error":
             raise LeakageError(f"{len(leaks)} texts cross splits: {detail}")
         log.warning("leakage: %d texts cross splits: %s", len(leaks), detail)

@@ -90,7 +90,8 @@ SLOTS = {
                      "my aunt's house", "the library", "the stadium"],
            "thing": ["my wallet", "the old watch", "my laptop", "the family photo", "my bicycle", "the ring",
                      "my notebook", "the car"]},
-    "ko": {"who": ["언니", "팀장님", "같은 반 친구", "이웃", "아버지", "오랜 친구", "코치님", "룸메이트", "동료", "이모"],
+    "ko": {"who": ["언니", "팀장님", "같은 반 친구", "이웃", "아버지", "오랜 친구", "코치님", "룸메이트", "동료",
+                   "이모"],
            "place": ["학교", "회사", "역", "시장", "병원", "공원", "공항", "이모 댁", "도서관", "경기장"],
            "thing": ["지갑", "오래된 시계", "노트북", "가족사진", "자전거", "반지", "공책", "자동차"]},
 }
@@ -106,9 +107,11 @@ CONTEXT = {
            "I had a cold and a headache.", "It was my cousin's wedding day.", "The power had gone out earlier.",
            "I was reading a novel on the train.", "It snowed for the first time that year.",
            "I had just moved to a new apartment.", "Everyone was busy preparing for the holidays."],
-    "ko": ["그날 저녁에는 비가 많이 내렸다.", "전날 밤 거의 잠을 못 잤다.", "월요일 아침이었다.", "퇴근하고 집에 가는 길이었다.",
+    "ko": ["그날 저녁에는 비가 많이 내렸다.", "전날 밤 거의 잠을 못 잤다.", "월요일 아침이었다.",
+           "퇴근하고 집에 가는 길이었다.",
            "날씨가 유난히 따뜻했다.", "막 점심을 먹은 참이었다.", "늦은 밤이었다.", "새로 산 코트를 입고 있었다.",
-           "휴대폰 배터리가 거의 없었다.", "학기 첫 주였다.", "버스에서 음악을 듣고 있었다.", "몇 달 동안 주말 계획을 세워 두었다.",
+           "휴대폰 배터리가 거의 없었다.", "학기 첫 주였다.", "버스에서 음악을 듣고 있었다.",
+           "몇 달 동안 주말 계획을 세워 두었다.",
            "거리는 관광객으로 붐볐다.", "감기에 걸려 머리가 아팠다.", "사촌의 결혼식 날이었다.", "아까 정전이 있었다.",
            "기차에서 소설을 읽고 있었다.", "그해 처음으로 눈이 내렸다.", "새 집으로 막 이사한 참이었다.",
            "모두 명절 준비로 바빴다."],
@@ -158,11 +161,13 @@ def make_record(rng: random.Random, i: int) -> dict:
     value, word_en, word_ko = INTENSITY[level]
     if lang == "en":
         opener = f"{when[1]}, " + (f"{SURPRISE_CUE[0][0].lower()}{SURPRISE_CUE[0][1:]} " if surprised else "")
-        text = f"{rng.choice(CONTEXT['en'])} {opener}{situation} {extent[1]}. I felt {word_en} {FEEL['en'][emotion]} {duration[1]}."
+        text = (f"{rng.choice(CONTEXT['en'])} {opener}{situation} {extent[1]}. "
+                f"I felt {word_en} {FEEL['en'][emotion]} {duration[1]}.")
         text += f" {REGRET_CUE[0]}" if regretful else ""
     else:
         opener = f"{when[2]} " + (f"{SURPRISE_CUE[1]} " if surprised else "")
-        text = f"{rng.choice(CONTEXT['ko'])} {opener}{extent[2]} {situation}. {duration[2]} {word_ko} {FEEL['ko'][emotion]}."
+        text = (f"{rng.choice(CONTEXT['ko'])} {opener}{extent[2]} {situation}. "
+                f"{duration[2]} {word_ko} {FEEL['ko'][emotion]}.")
         text += f" {REGRET_CUE[1]}" if regretful else ""
 
     regret0, fecundity, purity, external, redistribution, self_damage, uncertainty = BASE[emotion]

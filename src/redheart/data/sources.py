@@ -139,7 +139,8 @@ def read_json_array(path: Path) -> list[RawRecord]:
         raise DataFileError(path, f"top level is a JSON {json_type_name(obj)}; expected an array of records")
     if not obj:  # otherwise the split would fail later with a message that does not name the file
         raise DataFileError(path, "holds an empty JSON array: no records")
-    return [RawRecord(index=i, line=None, data=item, problems=duplicate_key_problems(item)) for i, item in enumerate(obj)]
+    return [RawRecord(index=i, line=None, data=item, problems=duplicate_key_problems(item))
+            for i, item in enumerate(obj)]
 
 
 def read_json_lines(path: Path) -> list[RawRecord]:

@@ -190,7 +190,8 @@ class TableAdapter:
         if extra > 0:
             target = self.cfg.get("overflow_into")
             if not target:
-                return None, f"row has {len(fields)} fields, the header has {len(header)} (set data.table.overflow_into)"
+                return None, (f"row has {len(fields)} fields, the header has {len(header)} "
+                              "(set data.table.overflow_into)")
             k = header.index(target)
             merged = self.cfg.get("overflow_joiner", " ").join(fields[k : k + extra + 1])
             fields = fields[:k] + [merged] + fields[k + extra + 1 :]

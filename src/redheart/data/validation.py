@@ -277,7 +277,8 @@ def _check_fields(
     bentham = check.vector("bentham_scores", data.get("bentham_scores"), schema.bentham_names)
     surd_raw = data.get("surd_metrics")
     if surd_raw is not None and not isinstance(surd_raw, Mapping):
-        check.fail("surd_metrics", f"must be an object keyed by {list(schema.surd_names)}, got {type(surd_raw).__name__}")
+        check.fail("surd_metrics",
+                   f"must be an object keyed by {list(schema.surd_names)}, got {type(surd_raw).__name__}")
         surd = None
     else:
         surd = check.vector("surd_metrics", surd_raw, schema.surd_names)

@@ -31,8 +31,9 @@ def signature(job_cfg: DictConfig) -> str:
         cfg.pop(key, None)
     cfg.get("optim", {}).pop("lr", None)
     cfg.get("data", {}).pop("progress", None)
-    trainer = {k: v for k, v in cfg.pop("trainer", {}).items() if k in ("max_epochs", "max_steps", "accumulate_grad_batches",
-                                                                         "gradient_clip_val", "limit_train_batches")}
+    trainer = {k: v for k, v in cfg.pop("trainer", {}).items()
+               if k in ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val",
+                        "limit_train_batches")}
     cfg["trainer"] = trainer
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -42,7 +42,8 @@ class RedHeartLitModule(L.LightningModule):
         if rdrop["enabled"] and rdrop["alpha"] < 0:
             raise ValueError(f"model.rdrop.alpha must be >= 0, got {rdrop['alpha']}")
         self.save_hyperparameters({"net": net, "optimizer": optimizer, "scheduler": scheduler, "loss": loss,
-                                   "rdrop": rdrop, "layerwise_lr": layerwise_lr, "param_targets": _plain(param_targets)})
+                                   "rdrop": rdrop, "layerwise_lr": layerwise_lr,
+                                   "param_targets": _plain(param_targets)})
         self.net = hydra.utils.instantiate(net)
         num_classes, num_bentham = net.get("num_classes", 7), net.get("num_bentham", 10)
         self.train_metrics = TaskMetrics(num_classes, num_bentham, final_only=True)
@@ -91,7 +92,8 @@ class RedHeartLitModule(L.LightningModule):
         loss, parts = self._loss(out, batch)
         size = len(batch["label"])
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size, sync_dist=True)
-        self.log_dict({f"{stage}/loss/{k}": v for k, v in parts.items()}, on_epoch=True, batch_size=size, sync_dist=True)
+        self.log_dict({f"{stage}/loss/{k}": v for k, v in parts.items()}, on_epoch=True, batch_size=size,
+                      sync_dist=True)
         metrics.update(out, batch)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

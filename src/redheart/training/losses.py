@@ -21,7 +21,8 @@ def masked_mse(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
     return squared.sum() / mask.sum().clamp(min=1)
 
 
-def task_loss(task: str, prediction: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float) -> torch.Tensor:
+def task_loss(task: str, prediction: torch.Tensor, batch: dict[str, torch.Tensor],
+              label_smoothing: float) -> torch.Tensor:
     if task == "emotion":
         return F.cross_entropy(prediction.float(), batch["label"], label_smoothing=label_smoothing)
     return masked_mse(prediction, batch[task], batch[f"{task}_mask"])

@@ -1,4 +1,5 @@
-"""Optimizer parameter groups: no weight decay on biases/norms, optional layer-wise LR decay (docs/design.md, Training recipe).
+"""Optimizer parameter groups: no weight decay on biases/norms, optional layer-wise LR decay
+(docs/design.md, Training recipe).
 
 Layer-wise decay: the backbone's transformer layer i of L gets lr · decay^(L - i), its tokenizer and
 positions (below layer 0) lr · decay^(L + 1), its final norm lr; heads and phase networks the base lr;
