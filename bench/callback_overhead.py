@@ -63,6 +63,7 @@ from omegaconf import open_dict  # noqa: E402
 
 import redheart.train as rt  # noqa: E402
 from redheart.io import atomic_write_json  # noqa: E402
+from redheart.run_folder import MANIFEST, MODULAR_DIR, read_manifest  # noqa: E402
 
 GOAL = 1.05
 ARMS = {
@@ -193,8 +194,7 @@ def one_run(model: str, epochs: int, arm: str) -> dict:
         finally:
             rt.build_trainer = original
         run = Path(tmp) / "run"
-        manifest_path = run / "modular" / "manifest.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+        manifest = read_manifest(run / MODULAR_DIR).data if (run / MODULAR_DIR / MANIFEST).is_file() else None
         resume = sorted((run / "checkpoints").glob("resume-*.ckpt")) if (run / "checkpoints").is_dir() else []
         sizes = {
             "modular_checkpoint_bytes": [sum(f["bytes"] for f in c["files"].values()) for c in manifest["checkpoints"]]

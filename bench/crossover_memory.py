@@ -127,16 +127,17 @@ def _naive(run_dir: str, out_path: str, queue) -> None:
 
     stages = {"import": memory()}
     started = time.perf_counter()
-    manifest = json.loads((Path(run_dir) / "modular" / "manifest.json").read_text())
-    by_epoch = {c["epoch"]: c for c in manifest["checkpoints"]}
+    from redheart.run_folder import MODULAR_DIR, group_of, read_manifest
+
+    manifest = read_manifest(Path(run_dir) / MODULAR_DIR)
+    by_epoch = {c["epoch"]: c for c in manifest.checkpoints}
     assembled = {}
     for group, epoch in EPOCHS_BY_GROUP.items():
         whole = {}
         for info in by_epoch[epoch]["files"].values():  # the whole checkpoint of that epoch, read into memory
-            whole.update(load_file(str(Path(run_dir) / "modular" / info["path"]), backend="pread"))
-        prefixes = tuple(manifest["groups"][group])
-        assembled.update({k[len("raw/"):]: v for k, v in whole.items()
-                          if any(k[len("raw/"):] == p or k[len("raw/"):].startswith(p + ".") for p in prefixes)})
+            whole.update(load_file(str(Path(run_dir) / MODULAR_DIR / info["path"]), backend="pread"))
+        only = {group: manifest.groups[group]}
+        assembled.update({k[len("raw/"):]: v for k, v in whole.items() if group_of(k[len("raw/"):], only)})
         del whole
         stages[f"after_{group}"] = memory()
     save_file(assembled, out_path)
