@@ -6,7 +6,7 @@ assemble     strict assembly, one group at a time: every model tensor exactly on
 soups        uniform plateau average, greedy soup, greedy crossover (val only)
 candidates   the list of models the evaluation compares
 evaluate     predictions and metrics of one candidate on val or test
-calibration  temperature scaling, ECE, Brier score
+temperature  temperature scaling, ECE, Brier score
 bootstrap    paired bootstrap CIs of the difference against best single
 tables       comparison table in Markdown and LaTeX
 report       the evaluation's files: evaluation.json, tables, bar chart, final_report.md
