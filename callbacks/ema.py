@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks.weight_averaging import WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
@@ -51,13 +52,27 @@ class BatchedEMAWeightAveraging(EMAWeightAveraging):
         warmup: use d_n = min(decay, (1 + n) / (10 + n)) for the n-th update.
         **kwargs: passed to EMAWeightAveraging (device, use_buffers, update_every_n_steps, ...).
     """
-    def __init__(self, decay: float = 0.999, warmup: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        decay: float = 0.999,
+        warmup: bool = True,
+        device: torch.device | str | int | None = None,
+        use_buffers: bool = True,
+        update_every_n_steps: int = 1,
+        update_starting_at_step: int | None = None,
+        update_starting_at_epoch: int | None = None,
+        **kwargs: Any,
+    ):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         multi_avg_fn = warmup_ema_multi_avg_fn(decay) if warmup else get_ema_multi_avg_fn(decay)
-        # torch's AveragedModel uses `multi_avg_fn` whenever it is given, ignoring the per-tensor `avg_fn`
-        # that EMAWeightAveraging passes along with it
-        super().__init__(decay=decay, multi_avg_fn=multi_avg_fn, **kwargs)
+        # EMAWeightAveraging.__init__ always adds a per-tensor `avg_fn`, and torch's AveragedModel refuses
+        # both functions at once: initialise the base WeightAveraging with ours and keep EMAWeightAveraging's
+        # update schedule (its should_update reads the three attributes below).
+        WeightAveraging.__init__(self, device=device, use_buffers=use_buffers, multi_avg_fn=multi_avg_fn, **kwargs)
+        self.update_every_n_steps = update_every_n_steps
+        self.update_starting_at_step = update_starting_at_step
+        self.update_starting_at_epoch = update_starting_at_epoch
 
     def averaged_state_dict(self) -> dict[str, torch.Tensor] | None:
         """The averaged LightningModule's state dict (its own tensors), None before the first update."""
