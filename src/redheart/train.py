@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.oom_backoff import OOMBackoff
@@ -123,6 +123,10 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     callbacks = _instantiate_all(cfg.get("callbacks"))
     if not loggers:  # LearningRateMonitor refuses a Trainer without a logger; it has nothing to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if cfg.trainer.get("enable_checkpointing") is None and "enable_checkpointing" not in overrides:
+        # Checkpoints come from the configured callbacks only: without one (callbacks=sweep, callbacks=none)
+        # Lightning would add its default ModelCheckpoint, a full checkpoint per job in the logger's folder.
+        overrides["enable_checkpointing"] = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
