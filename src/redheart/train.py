@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.oom_backoff import OOMBackoff
+from redheart.config_check import check_config
 from redheart.data.datamodule import RedHeartDataModule
 from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
@@ -181,6 +182,7 @@ def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured pipeline; return its metrics (data counts, parameters, fit and test metrics)."""
+    check_config(cfg)  # a wrong override fails here, in seconds, before any data or weights
     L.seed_everything(cfg.seed, workers=True)
     trainer: L.Trainer | None = None
     output_dir = Path(cfg.paths.output_dir)
