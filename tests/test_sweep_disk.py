@@ -14,3 +14,10 @@ def test_a_sweep_job_writes_no_checkpoint(compose_cfg, tmp_path):
     assert (run / "epoch_history.json").is_file()  # the job did train and record
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_runs_show_no_lightning_advertisement(compose_cfg, caplog):
+    with caplog.at_level("INFO"):
+        train(compose_cfg(*TINY, "callbacks=sweep"))
+    assert "Trainer" in caplog.text or caplog.records  # Lightning's info messages still arrive
+    assert "💡" not in caplog.text

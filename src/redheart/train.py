@@ -24,9 +24,11 @@ from redheart.data.datamodule import RedHeartDataModule
 from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
 from redheart.schema import TaskSchema
+from redheart.training.lightning_tips import hide_lightning_tips
 from redheart.training.lit_module import RedHeartLitModule
 
 log = logging.getLogger(__name__)
+hide_lightning_tips()
 
 
 def describe_batch(batch: dict) -> dict[str, list[int]]:
