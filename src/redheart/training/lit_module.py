@@ -88,7 +88,8 @@ class RedHeartLitModule(L.LightningModule):
         Lightning would add its 0-based epoch index under this name to every logger write, and
         ModelCheckpoint names files with the logged value (resume-epoch=060.ckpt after the 60th epoch).
         """
-        if self.trainer.state.fn == TrainerFn.FITTING:
+        trainer = self._trainer  # None when a step runs without a Trainer (benchmarks); `self.trainer` would raise
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
             self.log("epoch", float(self.current_epoch + 1), on_step=on_step, on_epoch=not on_step,
                      batch_size=batch_size)
 
