@@ -142,7 +142,8 @@ def run_in_child(target, *args) -> dict:
             break
         except Empty:
             if not child.is_alive():
-                raise SystemExit(f"{target.__name__} failed in its child process (exit code {child.exitcode})") from None
+                raise SystemExit(f"{target.__name__} failed in its child process (exit code "
+                                 f"{child.exitcode})") from None
     child.join()
     return result
 

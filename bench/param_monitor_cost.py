@@ -220,7 +220,8 @@ def main() -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "torch_threads": r["threads"], "python": platform.python_version(),
                     "torch": r["torch"], "load_average_1min_at_start": round(load, 2)},
-        "quick": args.quick, "model": args.model, "params": r["params"], "tensors": r["tensors"], "modules": r["modules"],
+        "quick": args.quick, "model": args.model, "params": r["params"], "tensors": r["tensors"],
+        "modules": r["modules"],
         "params_covered_by_modules": r["covered_params"], "batch_size": args.batch_size,
         "every_n_steps": args.every_n_steps, "largest_tensor": r["largest_tensor"],
         # time: one window check (snapshot + relative_change of every module) vs one forward+backward

@@ -136,5 +136,6 @@ def _reason(best: float, scores: dict[float, float], criteria: dict[float, dict[
     ranked = sorted(scores, key=scores.get, reverse=higher)
     runner = f"; runner-up {ranked[1]:.3g} scored {scores[ranked[1]]:.3f}" if len(ranked) > 1 else ""
     return (f"lr {best:.3g} has the {'highest' if higher else 'lowest'} {method} score {scores[best]:.3f} of "
-            f"{len(scores)} ({criteria_definitions(last_k)['val_loss']} {c['val_loss']:.4f}, stability {c['stability']:.3f}, efficiency "
+            f"{len(scores)} ({criteria_definitions(last_k)['val_loss']} {c['val_loss']:.4f}, "
+            f"stability {c['stability']:.3f}, efficiency "
             f"{c['efficiency']:.3f}, train-val gap {c['overfitting']:.4f}){runner}")
