@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import hydra
@@ -16,6 +17,20 @@ os.environ.setdefault("REDHEART_ROOT", str(ROOT))
 
 
 register_resolver()  # ${optimal_lr:PATH}: the LR an LR sweep chose (docs/sweeps.md)
+
+
+def remove_if_nothing_useful(run_dir: Path) -> None:
+    """Delete a failed run's folder when it holds only what Hydra wrote at start (.hydra/, the log).
+
+    The error is on the console; an empty run folder would only pile up under outputs/ and look like a run.
+    """
+    if HydraConfig.get().mode == RunMode.RUN and run_dir.is_dir() and all(
+            p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)  # train.log is inside: nothing may write (or reopen) it any more
+            handler.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="train")
@@ -35,6 +50,7 @@ def main(cfg: DictConfig) -> float | None:
             if cfg.get("optimized_metric"):
                 raise
             return None
+        remove_if_nothing_useful(Path(HydraConfig.get().runtime.output_dir))
         raise SystemExit(2) from None
 
 

@@ -1,19 +1,19 @@
 """Near-duplicate removal: the original O(n²) loop vs ours, then ours at 100k texts.
 
-    python bench/dedup_bench.py [--isear PATH] [--n-generated 100000]
+    python bench/dedup_bench.py [--isear PATH] [--n-generated 100000] [--quick] [--out DIR]
 
 1. ISEAR's whole text column (every row, cleaned as conf/data/isear.yaml cleans it): both
    methods in this process, identical kept sets asserted, speed ratio reported.
 2. 100k generated texts (random words with ISEAR-like lengths, 5% planted near-duplicates), in a
    fresh child process so its peak RSS is its own: time and peak memory.
-Figures go to stdout and bench/results/dedup.json.
+--quick (CI): the seed loop against ours on 300 generated texts instead of ISEAR, then 2,000 texts.
+Figures go to stdout and <out>/dedup.json (default bench/results/, with --quick bench/results/quick/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import random
@@ -27,6 +27,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from redheart.data.dedup import deduplicate, seed_loop_reference  # noqa: E402
 from redheart.io import atomic_write_json  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from full_step_memory import run_in_child  # noqa: E402
 
 
 def isear_texts(path: Path) -> list[str]:
@@ -63,11 +66,11 @@ def generated_texts(n: int, seed: int = 0) -> list[str]:
     return texts
 
 
-def _big_run(n: int, queue) -> None:
+def _big_run(n: int, progress: bool, queue) -> None:
     texts = generated_texts(n)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    result = deduplicate(texts, 0.92, progress=True)
+    result = deduplicate(texts, 0.92, progress=progress)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     queue.put({"n": n, "seconds": round(seconds, 2), "dropped": result.n_dropped,
@@ -75,42 +78,48 @@ def _big_run(n: int, queue) -> None:
                "peak_rss_mib": round(peak / 1024, 1), "rss_before_dedup_mib": round(base_rss / 1024, 1)})
 
 
+def compare_with_seed_loop(name: str, texts: list[str]) -> dict:
+    """Both methods on the same texts: identical kept sets asserted, speed ratio."""
+    t0 = time.perf_counter()
+    ours = deduplicate(texts, 0.92).kept_indices
+    t_ours = time.perf_counter() - t0
+    print(f"{name}: {len(texts)} texts; ours {t_ours:.2f}s, running the seed loop (slow)...", flush=True)
+    t0 = time.perf_counter()
+    seed = seed_loop_reference(texts, 0.92)
+    t_seed = time.perf_counter() - t0
+    assert ours == seed, "kept sets differ"
+    return {"texts": len(texts), "kept": len(ours), "identical_kept_sets": ours == seed,
+            "seed_loop_seconds": round(t_seed, 2), "ours_seconds": round(t_ours, 3),
+            "speedup": round(t_seed / t_ours, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--isear", default=str(ROOT / ".." / "shared" / "data" / "isear" / "isear.csv"))
     parser.add_argument("--n-generated", type=int, default=100_000)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "dedup.json"))
+    parser.add_argument("--quick", action="store_true", help="300 + 2,000 generated texts: seconds, for CI")
+    parser.add_argument("--out", type=Path, default=None, help="folder of the JSON (default bench/results/)")
     args = parser.parse_args()
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                     "command": "python bench/dedup_bench.py " + " ".join(sys.argv[1:])}
+    out_dir = args.out or ROOT / "bench" / "results" / ("quick" if args.quick else "")
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "load_average_1min_at_start": round(os.getloadavg()[0], 2)},
+                     "command": "python bench/dedup_bench.py " + " ".join(sys.argv[1:]), "quick": args.quick}
 
     isear = Path(args.isear)
-    if isear.exists():
-        texts = isear_texts(isear)
-        t0 = time.perf_counter()
-        ours = deduplicate(texts, 0.92).kept_indices
-        t_ours = time.perf_counter() - t0
-        print(f"ISEAR: {len(texts)} texts; ours {t_ours:.2f}s, running the original loop (slow)...", flush=True)
-        t0 = time.perf_counter()
-        seed = seed_loop_reference(texts, 0.92)
-        t_seed = time.perf_counter() - t0
-        assert ours == seed, "kept sets differ"
-        results["isear"] = {"texts": len(texts), "kept": len(ours), "identical_kept_sets": ours == seed,
-                            "seed_loop_seconds": round(t_seed, 2), "ours_seconds": round(t_ours, 3),
-                            "speedup": round(t_seed / t_ours, 1)}
+    if args.quick:
+        results["generated_vs_seed_loop"] = compare_with_seed_loop("generated", generated_texts(300, seed=1))
+        print(json.dumps(results["generated_vs_seed_loop"]), flush=True)
+    elif isear.exists():
+        results["isear"] = compare_with_seed_loop("ISEAR", isear_texts(isear))
         print(json.dumps(results["isear"]), flush=True)
     else:
         print(f"ISEAR not found at {isear}; skipping the original-loop comparison")
 
-    queue = mp.get_context("spawn").Queue()
-    proc = mp.get_context("spawn").Process(target=_big_run, args=(args.n_generated, queue))
-    proc.start()
-    results["generated"] = queue.get()
-    proc.join()
+    # in a fresh child process, so its peak RSS is its own
+    results["generated"] = run_in_child(_big_run, 2000 if args.quick else args.n_generated, not args.quick)
     print(json.dumps(results["generated"]), flush=True)
-    atomic_write_json(args.out, results)
-    print(f"wrote {args.out}")
-
+    out = atomic_write_json(out_dir / "dedup.json", results)
+    print(f"wrote {out}")
 
 if __name__ == "__main__":
     main()

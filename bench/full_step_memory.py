@@ -1,6 +1,6 @@
 """Peak memory of one training step of the `full` preset on CPU, against parameters × 16 bytes.
 
-    python bench/full_step_memory.py [--model full|small|tiny] [--batch-size 8]
+    python bench/full_step_memory.py [--model full|small|tiny] [--batch-size 8] [--quick] [--out DIR]
 
 Theory for fp32 training with AdamW: every parameter needs 16 bytes: its weight (4), its gradient
 (4) and AdamW's two moments (8). Activations of a batch of 8 cached embeddings are negligible next to
@@ -12,9 +12,10 @@ config (`model=<preset>`, `optim=adamw`), then runs one step as Lightning's auto
 does: training_step → backward → optimizer.step() (AdamW state allocated) → zero_grad(set_to_none).
 Its peak RSS (ru_maxrss) is its own; RSS and peak are also read at each stage to show where the
 memory goes. The step time is for information only: the first step also pays for page-faulting the
-fresh gradients and AdamW state, and other processes on the machine change it. Figures go to stdout
-and bench/results/full_step_memory.json (small presets:
-full_step_memory_<preset>.json, so a smoke test never overwrites the real figures).
+fresh gradients and AdamW state, and other processes on the machine change it. --quick (CI): the tiny
+preset, batch 2. Figures go to stdout and <out>/full_step_memory.json (default bench/results/, with
+--quick bench/results/quick/; other presets: full_step_memory_<preset>.json, so a smoke test never
+overwrites the real figures).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from queue import Empty
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -118,10 +120,15 @@ def _one_step(module_args: dict, batch_size: int, queue) -> None:
                                       if k in ("foreach", "fused", "capturable", "differentiable", "amsgrad")}})
 
 
-def result_path(name: str, preset: str, out: str | None) -> Path:
-    """bench/results/<name>.json for the full preset, <name>_<preset>.json for smoke runs (never overwritten)."""
+def result_path(name: str, preset: str, out: str | Path | None, quick: bool = False) -> Path:
+    """<out>/<name>.json for the full preset, <name>_<preset>.json for smoke runs (never overwritten).
+
+    `out` is the folder (default bench/results/, bench/results/quick/ for --quick), or a *.json file path.
+    """
     file = f"{name}.json" if preset == "full" else f"{name}_{preset}.json"
-    return Path(out) if out else ROOT / "bench" / "results" / file
+    if out is None:
+        return ROOT / "bench" / "results" / ("quick" if quick else "") / file
+    return Path(out) if Path(out).suffix == ".json" else Path(out) / file
 
 
 def run_in_child(target, *args) -> dict:
@@ -130,7 +137,14 @@ def run_in_child(target, *args) -> dict:
     queue = ctx.Queue()
     child = ctx.Process(target=target, args=(*args, queue))
     child.start()
-    result = queue.get()
+    while True:  # a child that dies (an exception, the OOM killer) queues nothing: fail instead of waiting forever
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not child.is_alive():
+                raise SystemExit(f"{target.__name__} failed in its child process (exit code "
+                                 f"{child.exitcode})") from None
     child.join()
     return result
 
@@ -139,9 +153,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="full", help="model preset (conf/model/*.yaml); small/tiny for a smoke test")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--out", default=None, help="default bench/results/full_step_memory[_<preset>].json")
+    parser.add_argument("--quick", action="store_true", help="tiny preset, batch 2: seconds, for CI")
+    parser.add_argument("--out", default=None, help="folder of the JSON (default bench/results/)")
     args = parser.parse_args()
-    out = result_path("full_step_memory", args.model, args.out)
+    if args.quick:
+        args.model, args.batch_size = "tiny", 2
+    out = result_path("full_step_memory", args.model, args.out, args.quick)
+    load = os.getloadavg()[0]
     r = run_in_child(_one_step, module_arguments(args.model), args.batch_size)
 
     gb = 1e9
@@ -150,8 +168,9 @@ def main() -> None:
     result = {
         "command": "python bench/full_step_memory.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": r["torch"]},
-        "model": args.model, "batch_size": args.batch_size, "params": r["params"],
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": r["torch"],
+                    "load_average_1min_at_start": round(load, 2)},
+        "quick": args.quick, "model": args.model, "batch_size": args.batch_size, "params": r["params"],
         "theory_gb": round(theory / gb, 3), "peak_rss_gb": round(peak / gb, 3),
         "baseline_rss_gb": round(baseline / gb, 3),
         "ratio_peak_to_theory": round(peak / theory, 3),

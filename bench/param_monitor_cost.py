@@ -1,6 +1,6 @@
 """Cost of one ParameterUpdateMonitor window check at the `full` preset, against one forward+backward.
 
-    python bench/param_monitor_cost.py [--model full] [--batch-size 8] [--repeats 3]
+    python bench/param_monitor_cost.py [--model full] [--batch-size 8] [--repeats 3] [--quick] [--out DIR]
 
 The monitor (callbacks/parameter_updates.py) must stay cheap at 730M parameters: no full copy of the
 weights (2.9 GB fp32) per window. Before the fix in callbacks/param_sampling.py: sampler build 37 s and
@@ -21,7 +21,8 @@ storage they keep alive), against a full fp32 copy (params × 4 B); and the RSS 
 level during the check, sampled every ~1 ms by a thread (any per-tensor transient shows up there).
 Timing ratios only, measured in the same process; other processes' CPU use during each phase is read
 from /proc/stat and reported (on 2 cores a busy neighbour distorts torch timings badly).
-Figures go to stdout and bench/results/param_monitor_cost.json (other presets: _<preset>.json).
+--quick (CI): the tiny preset, batch 2, one repeat. Figures go to stdout and <out>/param_monitor_cost.json
+(default bench/results/, with --quick bench/results/quick/; other presets: _<preset>.json).
 """
 
 from __future__ import annotations
@@ -197,9 +198,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="window checks timed (median)")
     parser.add_argument("--every-n-steps", type=int, default=100, help="the monitor's window (conf: parameter_updates)")
-    parser.add_argument("--out", default=None, help="default bench/results/param_monitor_cost[_<preset>].json")
+    parser.add_argument("--quick", action="store_true", help="tiny preset, batch 2, 1 repeat: seconds, for CI")
+    parser.add_argument("--out", default=None, help="folder of the JSON (default bench/results/)")
     args = parser.parse_args()
-    out = result_path("param_monitor_cost", args.model, args.out)
+    if args.quick:
+        args.model, args.batch_size, args.repeats = "tiny", 2, 1
+    out = result_path("param_monitor_cost", args.model, args.out, args.quick)
+    load = os.getloadavg()[0]
     r = run_in_child(_measure, module_arguments(args.model), args.batch_size, args.repeats)
 
     med = statistics.median
@@ -214,8 +219,9 @@ def main() -> None:
         "command": "python bench/param_monitor_cost.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "torch_threads": r["threads"], "python": platform.python_version(),
-                    "torch": r["torch"]},
-        "model": args.model, "params": r["params"], "tensors": r["tensors"], "modules": r["modules"],
+                    "torch": r["torch"], "load_average_1min_at_start": round(load, 2)},
+        "quick": args.quick, "model": args.model, "params": r["params"], "tensors": r["tensors"],
+        "modules": r["modules"],
         "params_covered_by_modules": r["covered_params"], "batch_size": args.batch_size,
         "every_n_steps": args.every_n_steps, "largest_tensor": r["largest_tensor"],
         # time: one window check (snapshot + relative_change of every module) vs one forward+backward

@@ -62,7 +62,7 @@ class OOMBackoff(L.Callback):
         datamodule = trainer.datamodule
         batch_size = int(getattr(datamodule, "batch_size", 0))
         accumulate = int(trainer.accumulate_grad_batches)
-        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "epoch": trainer.current_epoch,
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "epoch": trainer.current_epoch + 1,
                   "global_step": trainer.global_step, "batch_size": batch_size,
                   "accumulate_grad_batches": accumulate, "error": str(exception).splitlines()[0][:300],
                   "memory": memory_statistics()}
@@ -76,7 +76,7 @@ class OOMBackoff(L.Callback):
         self._append(history, record)
         if self.pending is None:
             raise OOMBackoffError(
-                f"CUDA out of memory at epoch {trainer.current_epoch}, step {trainer.global_step} with micro-batch "
+                f"CUDA out of memory in epoch {trainer.current_epoch + 1}, step {trainer.global_step} with micro-batch "
                 f"{batch_size} × accumulation {accumulate}, after {len(history)} back-offs: nothing smaller to try. "
                 f"Use a smaller model preset, trainer=gpu_8gb, or a larger GPU (details in {self.stats_path})"
             ) from exception

@@ -76,7 +76,7 @@ def test_the_module_metrics_contract(planted):
     for group in GROUPS:  # the design's report format
         assert f"[Module: {group}]" in report
     assert report.count("- Recommended epoch:") == 9 and report.count("- Confidence:") == 9
-    assert "Plateau range (" in report and "Gradient stability:" in report and "Task:" in report
+    assert "Flat stretch (" in report and "Gradient stability:" in report and "Task:" in report
 
 
 def test_non_finite_epochs_are_never_recommended(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -44,7 +45,11 @@ def test_the_demo_chains_sweep_main_run_and_analysis_and_prints_where_everything
     assert {"best_single", "crossover", "logistic_regression"} <= names
     assert f"final report     {results / 'final_report.md'}" in out
     assert f"TensorBoard logs {run / 'tensorboard'}" in out and any((run / "tensorboard").rglob("events.out.*"))
-    assert f"tensorboard --logdir {outputs}" in out
+    (hint,) = [line for line in out.splitlines() if line.startswith("view them with")]
+    command = hint.split()[3]  # the TensorBoard printed must exist as given (not only on the venv's PATH)
+    assert f"tensorboard --logdir {outputs}" in hint and os.access(command, os.X_OK), hint
+    for stage in ("data report", "LR sweep", "main run", "analysis", "total"):
+        assert re.search(rf"^{stage} +\d+ s$", out, re.M), stage
     data_report = json.loads((outputs / "runs" / f"{run.name}_data" / "data_report.json").read_text())
     counts = data_report["counts"]
     assert counts["read"] == counts["kept"] + counts["near_duplicates"] + counts["quarantined"]

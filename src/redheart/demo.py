@@ -16,6 +16,8 @@ moves it to DIR/NAME/. `make isear` runs this same pipeline on ISEAR:
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -63,15 +65,23 @@ def main(argv: list[str] | None = None) -> None:
         "analysis": step("4/4 sweet spots, crossover, evaluation", ["analyze.py", f"ckpt_dir={run_dir}"]),
     }
     results = run_dir / ANALYSIS_DIR
-    print("\n=== done in " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items())
-          + f" (total {sum(times.values()) / 60:.1f} min)")
-    print(f"final report     {results / 'final_report.md'}")
+    # Wall times depend on the machine's load (threads contend on a shared machine): printed with it.
+    print(f"\n=== elapsed time per stage (load average {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs)")
+    for name, seconds in [*times.items(), ("total", sum(times.values()))]:
+        print(f"{name:<12} {seconds:7.0f} s")
+    print(f"\nfinal report     {results / 'final_report.md'}")
     print(f"sweet spots      {results / 'analysis_report.md'}")
     print(f"plots            {results / 'visualizations'}, {results / 'comparison.png'}, {sweep_dir / 'lr_curves.png'}")
     print(f"data report      {outputs / 'runs' / (stamp + '_data') / 'data_report.json'}")
     print(f"TensorBoard logs {run_dir / 'tensorboard'}")
-    print(f"view them with   tensorboard --logdir {outputs}   (or: make tensorboard)")
+    hint = "   (or: make tensorboard, for all of outputs/)" if outputs.parent == ROOT / "outputs" else ""
+    print(f"view them with   {tensorboard_command()} --logdir {outputs}{hint}")
 
+
+def tensorboard_command() -> str:
+    """TensorBoard of this interpreter's environment: a bare `tensorboard` is not on PATH outside the venv."""
+    script = Path(sys.executable).parent / "tensorboard"
+    return shlex.quote(str(script)) if script.is_file() else f"{shlex.quote(sys.executable)} -m tensorboard.main"
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ DEFAULT_BENTHAM_NAMES = (
 DEFAULT_SURD_NAMES = ("surprise", "uncertainty", "relevance", "depth")
 
 # Fields of the record schema kept as metadata (never used as model input or target).
-METADATA_FIELDS = ("title", "action", "timestamp")
+METADATA_FIELDS = ("title", "action", "timestamp", "language")
 
 
 @dataclass(frozen=True)

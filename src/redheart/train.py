@@ -15,20 +15,23 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from callbacks.oom_backoff import OOMBackoff
+from redheart.config_check import check_config
 from redheart.data.datamodule import RedHeartDataModule
 from redheart.errors import ConfigError, RedHeartError
 from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
 from redheart.run_folder import MODULAR_DIR, RUN_INFO
 from redheart.schema import TaskSchema
+from redheart.training.lightning_tips import hide_lightning_tips
 from redheart.training.lit_module import RedHeartLitModule
 
 log = logging.getLogger(__name__)
+hide_lightning_tips()
 
 
 def describe_batch(batch: dict) -> dict[str, list[int]]:
@@ -127,6 +130,10 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     callbacks = _instantiate_all(cfg.get("callbacks"))
     if not loggers:  # LearningRateMonitor refuses a Trainer without a logger; it has nothing to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if cfg.trainer.get("enable_checkpointing") is None and "enable_checkpointing" not in overrides:
+        # Checkpoints come from the configured callbacks only: without one (callbacks=sweep, callbacks=none)
+        # Lightning would add its default ModelCheckpoint, a full checkpoint per job in the logger's folder.
+        overrides["enable_checkpointing"] = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
@@ -191,6 +198,7 @@ def check_resolvable(cfg: DictConfig) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured pipeline; return its metrics (data counts, parameters, fit and test metrics)."""
     check_resolvable(cfg)
+    check_config(cfg)  # a wrong override fails here, in seconds, before any data or weights
     L.seed_everything(cfg.seed, workers=True)
     trainer: L.Trainer | None = None
     output_dir = Path(cfg.paths.output_dir)

@@ -34,7 +34,8 @@ def _save(fig, path: Path) -> Path:
 
 def _mark_common(ax, entry: dict, overfit: int | None) -> None:
     first, last = entry["plateau"]
-    ax.axvspan(first - 0.5, last + 0.5, color="tab:green", alpha=0.12, label=f"plateau {first}-{last}")
+    ax.axvspan(first - 0.5, last + 0.5, color="tab:green", alpha=0.12,
+               label=f"flat stretch {first}-{last} (Mann-Kendall)")
     if overfit is not None and entry["bound"] is not None:
         ax.axvline(overfit, color="tab:red", ls=":", lw=1.2, label=f"overfitting point {overfit}")
     ax.axvline(entry["recommended_epoch"], color="black", lw=1.6, label=f"chosen epoch {entry['recommended_epoch']}")
@@ -102,7 +103,7 @@ def vote_plot(result: dict[str, Any], path: Path) -> Path:
         entry = result["groups"][g]
         first, last = entry["plateau"]
         ax.plot([first, last], [row, row], color="tab:green", lw=7, alpha=0.25, solid_capstyle="butt",
-                label="plateau" if row == 0 else None)
+                label="flat stretch (Mann-Kendall)" if row == 0 else None)
         drawn = [t for t in techniques().values() if t.name in entry["techniques"]]
         for k, t in enumerate(drawn):
             technique = entry["techniques"][t.name]

@@ -22,18 +22,30 @@ def _plateau_reason(entry: dict, thresholds: dict) -> str:
     mk = entry["techniques"]["mann_kendall"]
     first, last = entry["plateau"]
     metric = entry["metric"]["name"]
-    where = f"epoch {entry['recommended_epoch']} is " + (
-        "its centre" if mk["epoch"] == entry["recommended_epoch"] else
-        "inside it" if first <= entry["recommended_epoch"] <= last else "outside it")
+    chosen = entry["recommended_epoch"]
+    where = f"epoch {chosen} is " + (
+        "its centre" if mk["epoch"] == chosen else "inside it" if first <= chosen <= last else "outside it")
+    where += _still_improving(entry, last, chosen)
     if entry["plateau_source"] == "mann_kendall":
         ev = mk["evidence"]
         rate = 100 * thresholds["improvement_rate"]
-        return (f"Plateau range ({first}-{last}) of {metric}: every {ev['window']}-checkpoint window centred there is "
-                f"flat (Hamed-Rao Mann-Kendall: no significant trend, mean p {ev['mean_p']:.2f}, or |Sen slope| "
-                f"≤ {rate:.2g} %/epoch of the level); {where}")
+        return (f"Flat stretch ({first}-{last}, the 'plateau' of module_metrics.json) of {metric}: every "
+                f"{ev['window']}-checkpoint window centred there is flat (Hamed-Rao Mann-Kendall: no significant "
+                f"trend, mean p {ev['mean_p']:.2f}, or |Sen slope| ≤ {rate:.2g} %/epoch of the level); {where}")
     if entry["plateau_source"] == "cusum":
-        return f"No Mann-Kendall plateau; CUSUM's best-level segment of {metric} is {first}-{last}; {where}"
-    return f"No plateau found in {metric}; candidates are the checkpoints around the vote ({first}-{last})"
+        return f"No Mann-Kendall flat stretch; CUSUM's best-level segment of {metric} is {first}-{last}; {where}"
+    return f"No flat stretch found in {metric}; candidates are the checkpoints around the vote ({first}-{last})"
+
+
+def _still_improving(entry: dict, last: int, chosen: int) -> str:
+    """A flat stretch before the chosen epoch is not where learning ended: say so when the metric improved since."""
+    series = entry["series"].get(entry["metric"]["name"], {})
+    end, at = series.get(str(last)), series.get(str(chosen))
+    if chosen <= last or end is None or at is None:
+        return ""
+    improved = at < end if entry["metric"]["mode"] == "min" else at > end
+    return (f"; {entry['metric']['name']} still improves after the stretch ({_fmt(end)} at epoch {last}, "
+            f"{_fmt(at)} at epoch {chosen})") if improved else ""
 
 
 def _task_reason(entry: dict) -> str:
@@ -120,7 +132,7 @@ def render_report(result: dict[str, Any], plots: bool = True) -> str:
               f"{t['plateau_variance']:g}, improvement_rate {t['improvement_rate']:g}, stability_window "
               f"{t['stability_window']}, MCDA weights loss {w['loss']:.2f} / task {w['task']:.2f} / stability "
               f"{w['stability']:.2f} / gradient {w['gradient']:.2f}, voting_confidence {t['voting_confidence']:g}.",
-              "", "## Summary", "", "| group | coupling | epoch | confidence | plateau | excluded | review |",
+              "", "## Summary", "", "| group | coupling | epoch | confidence | flat stretch | excluded | review |",
               "|---|---|---|---|---|---|---|"]
     for group, entry in result["groups"].items():
         lines.append(f"| {group} | {entry['coupling'] or 'independent'} | {entry['recommended_epoch']} | "

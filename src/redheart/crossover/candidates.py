@@ -43,13 +43,17 @@ def build_candidates(groups: Sequence[str], epochs: Sequence[int], weights: str,
                      greedy_choice: Mapping[str, int] | None, shifts: Sequence[int],
                      shift: Callable[[int], dict[str, int]]) -> list[Candidate]:
     last = max(epochs)
-    out = [Candidate(f"single_epoch_{e:03d}", f"Single (epoch {e})", "single", _single(groups, e), weights,
-                     {"epoch": e}) for e in fixed_epochs if e in epochs]
-    out.append(Candidate("best_single", f"Best single (epoch {best_epoch})", "best_single",
+    # The labels name the weights: with EMA on, a checkpoint's "last epoch" model is its EMA average.
+    kind = "EMA" if weights == "ema" else "raw"
+    out = [Candidate(f"single_epoch_{e:03d}", f"Single (epoch {e}, {kind} weights)", "single", _single(groups, e),
+                     weights, {"epoch": e}) for e in fixed_epochs if e in epochs]
+    out.append(Candidate("best_single", f"Best single (epoch {best_epoch}, {kind} weights)", "best_single",
                          _single(groups, best_epoch), weights, {"epoch": best_epoch}))
-    out.append(Candidate("last", f"Last (epoch {last})", "single", _single(groups, last), weights, {"epoch": last}))
+    out.append(Candidate("last", f"Last epoch ({last}, {kind} weights)", "single", _single(groups, last), weights,
+                         {"epoch": last}))
     if has_ema:
-        out.append(Candidate("ema", f"EMA (epoch {last})", "ema", _single(groups, last), "ema", {"epoch": last}))
+        out.append(Candidate("ema", f"EMA weights (epoch {last})", "ema", _single(groups, last), "ema",
+                             {"epoch": last}))
     if plateau_recipe is not None:
         out.append(Candidate("plateau_average", "Plateau average", "average", dict(plateau_recipe), weights))
     if soup_recipe is not None:

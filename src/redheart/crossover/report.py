@@ -34,15 +34,22 @@ def _save(fig, path: Path) -> Path:
 
 
 def bar_chart(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Top: test accuracy and macro-F1 per candidate. Bottom: difference to best single with its 95% CI."""
+    """Top: test accuracy and macro-F1 per candidate with their bootstrap CIs, on an axis fitted to the
+    intervals (from 0 to 100 the differences would not show). Bottom: difference to best single with its CI."""
     labels = [r["label"] for r in results]
     x = range(len(results))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8.0, 0.7 * len(results)), 8), sharex=True)
     width = 0.4
-    top.bar([i - width / 2 for i in x], [100 * r["test"]["accuracy"] for r in results], width, label="accuracy")
-    top.bar([i + width / 2 for i in x], [100 * r["test"]["macro_f1"] for r in results], width, label="macro-F1")
-    top.set_ylabel("test, %")
-    top.legend(loc="lower right")
+    for offset, metric, name in ((-width / 4, "accuracy", "accuracy"), (width / 4, "macro_f1", "macro-F1")):
+        value = [100 * r["test"][metric] for r in results]
+        cis = [(r["test"].get("ci") or {}).get(metric) for r in results]
+        low = [v - 100 * c["ci_low"] if c else 0.0 for v, c in zip(value, cis, strict=True)]
+        high = [100 * c["ci_high"] - v if c else 0.0 for v, c in zip(value, cis, strict=True)]
+        top.errorbar([i + offset for i in x], value, yerr=[low, high], fmt="o", capsize=3, label=name)
+    confidence = next((c["confidence"] for r in results for c in (r["test"].get("ci") or {}).values()), None)
+    top.set_ylabel("test, %" + (f" ({confidence:.0%} CI)" if confidence else ""))
+    top.grid(axis="y", alpha=0.3)
+    top.legend(loc="best")
     top.set_title("Candidates on the test split (selection on val only)")
     for offset, metric, name in ((-width / 2, "accuracy", "Δ accuracy"), (width / 2, "macro_f1", "Δ macro-F1")):
         cis = [r.get("vs_best_single", {}).get(metric) for r in results]

@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from redheart.data.dedup import deduplicate
 from redheart.data.embeddings import EmbeddingCache, TextEncoder, cache_path_for
-from redheart.data.errors import DataFileError, DataValidationError, LeakageError
+from redheart.data.errors import DataFileError, DataValidationError, LeakageError, SplitError
 from redheart.data.sources import check_readable_file, detect_format, read_json_array, read_json_lines
 from redheart.data.split import SPLITS, find_leaks, split_statistics, stratified_split
 from redheart.data.table import TableAdapter
@@ -146,7 +146,12 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
     ]
     kept = [records[i] for i in dedup.kept_indices]
 
-    split = stratified_split([r.label for r in kept], settings.val_ratio, settings.test_ratio, settings.seed)
+    try:
+        split = stratified_split([r.label for r in kept], settings.val_ratio, settings.test_ratio, settings.seed)
+    except SplitError as err:  # say what the count is after: the file's size alone would not explain it
+        raise SplitError(f"{path}: {len(kept)} of {validated.n_read} records remain to split "
+                         f"({validated.n_read - len(records)} invalid, quarantined; {len(dedup.pairs)} "
+                         f"near-duplicates): {err}") from None
     texts = [r.text for r in kept]
     leaks = find_leaks(texts, split, settings.dedup_threshold)
     if leaks:

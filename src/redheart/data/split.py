@@ -42,7 +42,7 @@ def stratified_split(labels: Sequence[int], val_ratio: float = 0.1, test_ratio: 
             f"a stratified split of {n} records over {n_classes} classes needs every class to have at least "
             f"3 records and every split at least {n_classes} records; classes with fewer: {rare or 'none'}, "
             f"split sizes train={n - n_test - n_val} val={n_val} test={n_test}. "
-            "Use more data (data.max_samples) or larger split ratios."
+            "Use a dataset with more valid records per class, or larger split ratios (data.split.val/test)."
         )
     idx = np.arange(n)
     rest, test = train_test_split(idx, test_size=n_test, stratify=labels, random_state=seed)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from redheart.io import atomic_write_with  # noqa: E402
-from redheart.sweep.score import LRSelection  # noqa: E402
+from redheart.sweep.score import LRSelection, criteria_definitions  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -29,21 +29,9 @@ def _score_axis(ax, selection: LRSelection) -> None:
 
 
 def plot_lr_curves(entries: list[dict[str, Any]], selection: LRSelection, path: Path) -> Path:
-    """Left: validation and train loss per epoch for every LR. Right: score vs LR, the chosen one starred."""
+    """Left: loss curves per LR with the scored val-loss statistic. Right: score vs LR, the chosen one starred."""
     fig, (curves, scores) = plt.subplots(1, 2, figsize=(12, 4.5))
-    by_lr = sorted({float(e["lr"]): e for e in entries}.items())
-    cmap = plt.get_cmap("viridis")
-    for i, (lr, entry) in enumerate(by_lr):
-        color = cmap(i / max(1, len(by_lr) - 1))
-        epochs = entry.get("epochs") or []
-        x = [e["epoch"] for e in epochs]
-        curves.plot(x, [e.get("val_loss") for e in epochs], "-o", ms=3, color=color, label=f"{lr:.2g}")
-        curves.plot(x, [e.get("train_loss") for e in epochs], ":", color=color)
-    curves.xaxis.get_major_locator().set_params(integer=True)
-    curves.set_xlabel("epoch")
-    curves.set_ylabel("loss (solid: val, dotted: train)")
-    curves.legend(title="lr", fontsize=7, ncol=2)
-    curves.grid(alpha=0.3)
+    by_lr = draw_curves(curves, entries, selection)
     lrs = sorted(selection.scores)
     scores.plot(lrs, [selection.scores[lr] for lr in lrs], "-o", color="tab:blue")
     for lr in selection.unscored:
@@ -56,6 +44,31 @@ def plot_lr_curves(entries: list[dict[str, Any]], selection: LRSelection, path: 
     _score_axis(scores, selection)
     scores.set_title(f"{len(selection.scores)} scored of {len(by_lr)} LRs")
     return _save(fig, path)
+
+
+def draw_curves(ax, entries: list[dict[str, Any]], selection: LRSelection) -> list[tuple[float, dict[str, Any]]]:
+    """Val (solid) and train (dotted) loss per epoch for every LR, and, as a thick bar over the epochs it
+    averages, the val-loss number the score used (optimal_lr.json), so the figure shows the number quoted."""
+    by_lr = sorted({float(e["lr"]): e for e in entries}.items())
+    cmap = plt.get_cmap("viridis")
+    for i, (lr, entry) in enumerate(by_lr):
+        color = cmap(i / max(1, len(by_lr) - 1))
+        epochs = entry.get("epochs") or []
+        x = [e["epoch"] for e in epochs]
+        ax.plot(x, [e.get("val_loss") for e in epochs], "-o", ms=3, color=color, label=f"{lr:.2g}")
+        ax.plot(x, [e.get("train_loss") for e in epochs], ":", color=color)
+        scored = selection.criteria.get(lr)
+        if scored is not None:
+            averaged = [e["epoch"] for e in epochs if e.get("val_loss") is not None][-selection.last_k:]
+            ax.plot([averaged[0], averaged[-1]], [scored["val_loss"]] * 2, "-", lw=5, alpha=0.35, color=color,
+                    solid_capstyle="butt")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (solid: val, dotted: train)")
+    ax.set_title(f"thick bar: the score's val loss, {criteria_definitions(selection.last_k)['val_loss']}", fontsize=9)
+    ax.legend(title="lr", fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return by_lr
 
 
 def plot_stage(stage_lrs: list[float], stage: int, selection: LRSelection, path: Path) -> Path:

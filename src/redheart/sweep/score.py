@@ -44,14 +44,26 @@ class LRSelection:
     criteria: dict[float, dict[str, float]]
     unscored: dict[float, str] = field(default_factory=dict)
     reason: str = ""
+    last_k: int = 3
 
     def as_json(self) -> dict[str, Any]:
         return {
             "lr": self.best_lr, "score": self.best_score, "method": self.method,
             "higher_is_better": self.higher_is_better, "reason": self.reason,
+            "criteria": criteria_definitions(self.last_k),
             "scores": [{"lr": lr, "score": s, **self.criteria[lr]} for lr, s in sorted(self.scores.items())],
             "unscored": [{"lr": lr, "why": why} for lr, why in sorted(self.unscored.items())],
         }
+
+
+def criteria_definitions(last_k: int) -> dict[str, str]:
+    """What each criterion's number is: a 'val loss' alone reads as the last epoch's, which it is not."""
+    return {
+        "val_loss": f"mean val loss over the last {last_k} epochs",
+        "stability": "mean over epochs of 1 / (1 + std of the step gradient norms)",
+        "efficiency": "relative drop of the train loss from the first to the last epoch",
+        "overfitting": "|train loss - val loss| at the last epoch",
+    }
 
 
 def job_criteria(entry: dict[str, Any], last_k: int = 3) -> dict[str, float] | str:
@@ -105,7 +117,7 @@ def select(entries: list[dict[str, Any]], method: str = "seed003", weights: dict
             criteria[lr] = result
     higher = method == "seed003"
     if not criteria:
-        return LRSelection(None, None, method, higher, {}, {}, unscored, "no job could be scored")
+        return LRSelection(None, None, method, higher, {}, {}, unscored, "no job could be scored", last_k)
     lrs = sorted(criteria)
     if method == "seed003":
         total = np.zeros(len(lrs))
@@ -117,14 +129,15 @@ def select(entries: list[dict[str, Any]], method: str = "seed003", weights: dict
         scores = {lr: criteria[lr]["val_loss"] + gap_weight * criteria[lr]["overfitting"] for lr in lrs}
     best = (max if higher else min)(scores, key=scores.get)
     return LRSelection(best, scores[best], method, higher, scores, criteria, unscored,
-                     _reason(best, scores, criteria, method, higher))
+                     _reason(best, scores, criteria, method, higher, last_k), last_k)
 
 
 def _reason(best: float, scores: dict[float, float], criteria: dict[float, dict[str, float]], method: str,
-            higher: bool) -> str:
+            higher: bool, last_k: int) -> str:
     c = criteria[best]
     ranked = sorted(scores, key=scores.get, reverse=higher)
     runner = f"; runner-up {ranked[1]:.3g} scored {scores[ranked[1]]:.3f}" if len(ranked) > 1 else ""
     return (f"lr {best:.3g} has the {'highest' if higher else 'lowest'} {method} score {scores[best]:.3f} of "
-            f"{len(scores)} (val loss {c['val_loss']:.4f}, stability {c['stability']:.3f}, efficiency "
+            f"{len(scores)} ({criteria_definitions(last_k)['val_loss']} {c['val_loss']:.4f}, "
+            f"stability {c['stability']:.3f}, efficiency "
             f"{c['efficiency']:.3f}, train-val gap {c['overfitting']:.4f}){runner}")

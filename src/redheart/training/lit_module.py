@@ -12,6 +12,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
@@ -79,13 +80,26 @@ class RedHeartLitModule(L.LightningModule):
                       sync_dist=True)
         self.train_metrics.update(out, batch)
         self.epoch_train_loss.update(loss.detach(), weight=size)
+        self._log_epoch(on_step=True, batch_size=size)
         return loss
+
+    def _log_epoch(self, on_step: bool = False, batch_size: int | None = None) -> None:
+        """Log `epoch` counted from 1, as the modular checkpoints, epoch_history and reports count it.
+
+        Lightning would add its 0-based epoch index under this name to every logger write, and
+        ModelCheckpoint names files with the logged value (resume-epoch=060.ckpt after the 60th epoch).
+        """
+        trainer = self._trainer  # None when a step runs without a Trainer (benchmarks); `self.trainer` would raise
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
+            self.log("epoch", float(self.current_epoch + 1), on_step=on_step, on_epoch=not on_step,
+                     batch_size=batch_size)
 
     def on_train_epoch_start(self) -> None:
         self.epoch_train_loss.reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics("train", self.train_metrics)
+        self._log_epoch()
 
     def _eval_step(self, stage: str, batch: dict, metrics: TaskMetrics) -> None:
         out = self.net(batch["embedding"])
@@ -104,6 +118,7 @@ class RedHeartLitModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val", self.val_metrics)
+        self._log_epoch()
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_metrics)

@@ -1,0 +1,65 @@
+"""Every bench script still runs: `python bench/<name>.py --quick --out DIR` writes a JSON with sane figures.
+
+A benchmark that only runs by hand rots (analysis_speed.py once failed for weeks); its quick mode
+(tiny preset, small n) keeps it in CI at the cost of seconds to tens of seconds each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+SCRIPTS = sorted(p.name for p in (REPO_ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
+# TEMPORARY: these two get --quick in another branch; empty this set once it is merged.
+AWAITING_QUICK_MODE = {"callback_overhead.py", "crossover_memory.py"}
+
+
+def _finite_numbers(value) -> bool:
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite_numbers(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+# What each script's JSON must say for its figures to mean anything (beyond running at all).
+CHECKS = {
+    "analysis_speed.py": lambda r: r["pngs"] >= 10 and len(r["process_wall_s"]) == 1
+    and all(w > 0 for w in r["process_wall_s"]) and r["stages_in_process"]["analyse_s"] > 0,
+    "dedup_bench.py": lambda r: r["generated_vs_seed_loop"]["identical_kept_sets"]
+    and r["generated"]["n"] == 2000 and 0 < r["generated"]["dropped"] < 2000,
+    "embedding_cache_bench.py": lambda r: r["texts"] == 64 and r["first_run_encoded"] == 64
+    and r["rerun_model_loads"] == 0 and r["first_run_seconds"] > r["rerun_seconds"] > 0,
+    "full_step_memory.py": lambda r: r["model"] == "tiny" and r["params"] > 0
+    and r["peak_rss_gb"] >= r["baseline_rss_gb"] > 0 and r["step_seconds"] > 0,
+    "kill_resume.py": lambda r: r["passed"] and r["kill_count"] >= 1,
+    "param_monitor_cost.py": lambda r: r["model"] == "tiny" and r["params"] > 0 and r["window_check_s"] > 0
+    and r["fwd_bwd_s"] > 0 and r["snapshot_bytes"] < r["full_copy_bytes"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bench_quick_mode_writes_sane_figures(script, tmp_path):
+    if script in AWAITING_QUICK_MODE:
+        pytest.skip(f"{script}: --quick comes with another branch")
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), "--quick", "--out", str(out)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    (written,) = out.glob("*.json")  # one JSON, in the folder given (never in bench/results/)
+    figures = json.loads(written.read_text())
+    assert figures["quick"] is True and _finite_numbers(figures)
+    assert CHECKS.get(script, lambda r: bool(r))(figures), json.dumps(figures)[:3000]
+
+
+def test_every_bench_script_has_a_check_or_awaits_its_quick_mode():
+    assert set(SCRIPTS) == set(CHECKS) | AWAITING_QUICK_MODE
