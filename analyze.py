@@ -19,12 +19,13 @@ os.environ.setdefault("REDHEART_ROOT", str(ROOT))
 def main(cfg: DictConfig) -> None:
     from redheart.analysis.errors import AnalysisError
     from redheart.analysis.run import analyze
+    from redheart.bundle.errors import BundleError
     from redheart.crossover.errors import CrossoverError
     from redheart.data.errors import DataError
 
     try:
         analyze(cfg)
-    except (AnalysisError, CrossoverError, DataError) as err:  # the message names the file and field; a traceback adds nothing
+    except (AnalysisError, BundleError, CrossoverError, DataError) as err:  # the message names the file and field; a traceback adds nothing
         logging.getLogger("analyze").error("%s: %s", type(err).__name__, err)
         raise SystemExit(2) from None
 
