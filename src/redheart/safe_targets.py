@@ -8,7 +8,7 @@ is checked here BEFORE anything is instantiated; one outside the allowlist refus
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 NET = "redheart.model.net.RedHeartNet"
@@ -16,9 +16,21 @@ DATAMODULE = "redheart.data.datamodule.RedHeartDataModule"
 LIT_MODULE = "redheart.training.lit_module.RedHeartLitModule"
 # The project's own model and datamodule classes: the only things a stored config may build.
 ALLOWED_TARGETS = frozenset({NET, DATAMODULE, LIT_MODULE})
-# A checkpoint's hyperparameters also name its optimizer and scheduler factories (torch's own, never a module
-# that could reach the shell): they are checked against torch.optim's namespace, class names only.
-OPTIMIZER_PREFIXES = ("torch.optim.",)
+OPTIMIZER_MODULES = ("torch.optim", "torch.optim.lr_scheduler")
+
+
+def is_torch_optimizer(target: str) -> bool:
+    """A checkpoint's hyperparameters also name its optimizer and scheduler: only torch's own optimizer and
+    LR-scheduler classes, looked up as attributes of those two modules (importing them runs no stored code)."""
+    import importlib
+
+    import torch
+
+    module, _, name = target.rpartition(".")
+    if module not in OPTIMIZER_MODULES or not name.isidentifier() or name.startswith("_"):
+        return False
+    found = getattr(importlib.import_module(module), name, None)
+    return isinstance(found, type) and issubclass(found, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
 
 
 def targets(config: Any, where: str = "") -> Iterator[tuple[str, Any]]:
@@ -36,20 +48,15 @@ def targets(config: Any, where: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def check_targets(config: Any, source: str, error: type[Exception], allowed: frozenset[str] = ALLOWED_TARGETS,
-                  prefixes: tuple[str, ...] = ()) -> None:
+                  also: Callable[[str], bool] | None = None) -> None:
     """Raise `error` naming the first `_target_` in `config` that is not allowed; instantiate nothing."""
     if hasattr(config, "_metadata"):  # a DictConfig/ListConfig: walk its plain, unresolved form
         from omegaconf import OmegaConf
 
         config = OmegaConf.to_container(config, resolve=False)
     for path, target in targets(config):
-        ok = isinstance(target, str) and (target in allowed or (
-            target.startswith(prefixes) and prefixes and _is_plain_name(target)))
+        ok = isinstance(target, str) and (target in allowed or (also is not None and also(target)))
         if not ok:
             raise error(f"{source}: {path} = {target!r} is not one of the project's own classes "
                         f"({', '.join(sorted(allowed))}); refusing to instantiate it, as a stored config must "
                         "never run other code")
-
-
-def _is_plain_name(target: str) -> bool:
-    return all(part.isidentifier() and not part.startswith("_") for part in target.split("."))

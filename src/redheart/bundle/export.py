@@ -100,22 +100,29 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
     input_dim = input_dim_of(run_dir, cfg)
     expected = expected_tensors(build_net(cfg, input_dim, device="meta"))
     weights = resolve_weights(weights, checkpoints)
-    datamodule = datamodule_of(cfg)
-    loaders = {"train": datamodule.train_dataloader(), "val": datamodule.val_dataloader(),
-               "test": datamodule.test_dataloader()}
-    schema = schema_of(cfg)
-    evaluator = Evaluator(build_net(cfg, input_dim), checkpoints, loaders, loss_settings(cfg),
-                          len(schema.class_names), len(schema.bentham_names), _device(device))
+    built: dict[str, Any] = {}
+
+    def evaluator() -> Evaluator:
+        """The run's data and model, prepared only once the selection is known to be valid."""
+        if not built:
+            datamodule = built["datamodule"] = datamodule_of(cfg)
+            loaders = {"train": datamodule.train_dataloader(), "val": datamodule.val_dataloader(),
+                       "test": datamodule.test_dataloader()}
+            built["evaluator"] = Evaluator(build_net(cfg, input_dim), checkpoints, loaders, loss_settings(cfg),
+                                           len(schema.class_names), len(schema.bentham_names), _device(device))
+        return built["evaluator"]
 
     def score_epochs(w: str) -> dict[int, float]:
-        return {e: evaluator.predict(plan_assembly(checkpoints, {g: (e,) for g in checkpoints.groups}, w, expected),
-                                     "val").loss for e in checkpoints.epochs}
+        return {e: evaluator().predict(plan_assembly(checkpoints, {g: (e,) for g in checkpoints.groups}, w, expected),
+                                       "val").loss for e in checkpoints.epochs}
 
+    schema = schema_of(cfg)
     name, recipe, weights, details = choose_recipe(select, checkpoints, analysis_dir, weights, score_epochs)
     plan = plan_assembly(checkpoints, recipe, weights, expected)
-    val = evaluator.predict(plan, "val")
+    val = evaluator().predict(plan, "val")
     temperature = fit_temperature(val.logits, val.labels)
-    test = evaluator.predict(plan, "test")
+    test = evaluator().predict(plan, "test")
+    datamodule = built["datamodule"]
     boot = {**BOOTSTRAP, **(bootstrap or {})}
     test_summary = summarize(test, temperature, bins) | {"ci": metric_cis(test, boot)}
     run_record = read_json(run_dir / "run.json", BundleError)
@@ -144,7 +151,7 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
         "metrics": {"selection": {"split": "val", **summarize(val, temperature, bins)}, "test": test_summary},
     }
     out = Path(out) if out else analysis_dir / "model_bundle"
-    written = write_bundle(out, evaluator.net.state_dict(), config, model_card)
+    written = write_bundle(out, evaluator().net.state_dict(), config, model_card)
     log.info("model bundle (%s, %s weights) in %s (%.1f s): test accuracy %.3f, macro-F1 %.3f", name, weights,
              written, time.monotonic() - started, test_summary["accuracy"], test_summary["macro_f1"])
     return written

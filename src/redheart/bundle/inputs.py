@@ -56,6 +56,26 @@ def read_texts(path: Path, fmt: str = "auto", table: Mapping[str, Any] | None = 
     check_input(path)
     kind = input_format(path, fmt)
     if kind in ("jsonl", "text"):
+        yield from _lines(path, kind)
+        return
+    if kind == "json":
+        try:
+            values = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BundleError(f"{path}: not a JSON file ({err}); use format=jsonl or format=text") from None
+        if not isinstance(values, list):
+            raise BundleError(f"{path}: expected a JSON array of texts or of objects with 'text'")
+        for i, value in enumerate(values):
+            rid, text = _text_of(value, f"{path}: item {i}")
+            yield rid or str(i + 1), text
+        return
+    yield from _table_texts(path, table, schema)
+
+
+def _lines(path: Path, kind: str) -> Iterator[tuple[str, str]]:
+    """JSON Lines or plain text, one line at a time (streamed)."""
+    number = 0
+    try:
         with open(path, encoding="utf-8-sig") as fh:
             for number, line in enumerate(fh, 1):
                 if not line.strip():
@@ -70,19 +90,8 @@ def read_texts(path: Path, fmt: str = "auto", table: Mapping[str, Any] | None = 
                                       "plain text") from None
                 rid, text = _text_of(value, f"{path}: line {number}")
                 yield rid or str(number), text
-        return
-    if kind == "json":
-        try:
-            values = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BundleError(f"{path}: not a JSON file ({err}); use format=jsonl or format=text") from None
-        if not isinstance(values, list):
-            raise BundleError(f"{path}: expected a JSON array of texts or of objects with 'text'")
-        for i, value in enumerate(values):
-            rid, text = _text_of(value, f"{path}: item {i}")
-            yield rid or str(i + 1), text
-        return
-    yield from _table_texts(path, table, schema)
+    except UnicodeDecodeError as err:
+        raise BundleError(f"{path}: not UTF-8 text after line {number} ({err.reason}); save it as UTF-8") from None
 
 
 def _table_texts(path: Path, table: Mapping[str, Any] | None, schema: Any) -> Iterator[tuple[str, str]]:

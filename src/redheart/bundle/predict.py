@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from redheart.bundle.errors import BundleError
-from redheart.bundle.inputs import count_texts, read_texts
+from redheart.bundle.inputs import check_input, count_texts, read_texts
 from redheart.bundle.model import RedHeartModel, load_model
 from redheart.io import atomic_write_with
 
@@ -34,6 +34,7 @@ def predict_file(model: RedHeartModel, input_path: Path, output_path: Path, fmt:
     """Stream `input_path` through the model into `output_path`; returns the number of texts."""
     from tqdm.auto import tqdm
 
+    check_input(input_path)
     size = int(batch_size or model.batch_size)
     pairs = read_texts(input_path, fmt, table, model.schema)
     as_array = output_path.suffix.lower() == ".json"
