@@ -35,6 +35,7 @@ from redheart.schema import TaskSchema
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH = 64
+ENCODE_CHUNK = 16  # batches embedded per encoder call
 
 
 @dataclass
@@ -92,16 +93,25 @@ class RedHeartModel:
             out["emotion_variance"].float().mean(-1), disagreement)))
 
     def iter_outputs(self, texts: Iterable[str], batch_size: int | None = None) -> Iterator[Outputs]:
-        """Outputs batch by batch, reading `texts` lazily (for streaming large inputs)."""
+        """Outputs chunk by chunk, reading `texts` lazily (for streaming large inputs).
+
+        A chunk of ENCODE_CHUNK batches is embedded in one call, so the sentence-transformer can sort it by
+        length and pad each batch only to its longest text (batch by batch in file order pads far more);
+        the network then runs batch by batch, as the training's evaluation did.
+        """
         size = int(batch_size or self.batch_size)
-        batch: list[str] = []
+        chunk: list[str] = []
         for text in texts:
-            batch.append(text)
-            if len(batch) == size:
-                yield self.forward_embeddings(self.embed(batch))
-                batch = []
-        if batch:
-            yield self.forward_embeddings(self.embed(batch))
+            chunk.append(text)
+            if len(chunk) == size * ENCODE_CHUNK:
+                yield self._chunk(chunk, size)
+                chunk = []
+        if chunk:
+            yield self._chunk(chunk, size)
+
+    def _chunk(self, texts: list[str], size: int) -> Outputs:
+        embeddings = self.embed(texts)
+        return Outputs.concat([self.forward_embeddings(embeddings[i:i + size]) for i in range(0, len(texts), size)])
 
     def outputs(self, texts: Sequence[str], batch_size: int | None = None) -> Outputs:
         parts = list(self.iter_outputs(texts, batch_size))

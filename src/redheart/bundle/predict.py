@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from redheart.bundle.errors import BundleError
 from redheart.bundle.inputs import check_input, count_texts, read_texts
-from redheart.bundle.model import RedHeartModel, load_model
+from redheart.bundle.model import ENCODE_CHUNK, RedHeartModel, load_model
 from redheart.io import atomic_write_with
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def predict_file(model: RedHeartModel, input_path: Path, output_path: Path, fmt:
         with open(tmp, "w", encoding="utf-8") as out, tqdm(total=total, unit="text", disable=not progress,
                                                            desc="predict") as bar:
             out.write("[\n" if as_array else "")
-            for batch in _batches(pairs, size):
+            for batch in _batches(pairs, size * ENCODE_CHUNK):
                 rows = model.records(model.outputs([t for _, t in batch], size))
                 for (rid, text), row in zip(batch, rows, strict=True):
                     line = json.dumps({"id": rid, "text": text, **row}, ensure_ascii=False)
