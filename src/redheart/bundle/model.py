@@ -179,9 +179,6 @@ def load_model(path: str | Path, device: str | None = None, embedding_model: str
     """A verified bundle, ready to predict. `device`: cpu/cuda (default cuda when available);
     `embedding_model`: the embedding model's folder when it is installed elsewhere (fingerprint still checked)."""
     folder, config = read_config(path)
-    if config.get("encoder"):  # a fine-tuned encoder's weights come with the state dict under `encoder.`
-        raise BundleError(f"bundle {folder}: it holds a fine-tuned encoder, which this version of redheart cannot "
-                          "run; upgrade redheart")
     encoder = build_bundle_encoder(folder, config["embedding"], embedding_model, device)
     arguments = {k: v for k, v in config["net"].items() if k != "_target_"}
     try:
@@ -194,6 +191,9 @@ def load_model(path: str | Path, device: str | None = None, embedding_model: str
         raise BundleError(f"{folder / WEIGHTS}: not a readable safetensors file ({err})") from None
     missing = sorted(set(net.state_dict()) - set(state))
     extra = sorted(set(state) - set(net.state_dict()))
+    if any(k.startswith("encoder.") for k in extra):
+        raise BundleError(f"bundle {folder}: it holds fine-tuned encoder weights (encoder.*), which this version's "
+                          "network has no place for; upgrade redheart")
     if missing or extra:
         raise BundleError(f"{folder / WEIGHTS}: does not fit the network of config.json: missing {missing[:5]}"
                           f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}")
