@@ -35,7 +35,7 @@ from tests.conftest import LABELS, REPO_ROOT, compose_for, distinct_text
 
 TINY = ("model=tiny", "data.embedding.backend=hashing", "data.embedding.dim=64", "data.progress=false", "logger=none",
         "+trainer.enable_progress_bar=false", "trainer.max_epochs=4")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REDHEART_ROOT": str(REPO_ROOT), "REDHEART_NO_PROGRESS": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REDHEART_ROOT": str(REPO_ROOT)}
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -75,7 +74,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     output_path = Path(cfg.output).expanduser() if cfg.get("output") else Path(f"{input_path.stem}.predictions.jsonl")
     data = cfg.get("data")
     table = OmegaConf.to_container(data.table, resolve=True) if data is not None and data.get("table") else None
-    progress = bool(cfg.get("progress", True)) and os.environ.get("REDHEART_NO_PROGRESS") is None
+    progress = bool(cfg.get("progress", True))
     count = predict_file(model, input_path, output_path, cfg.get("format", "auto"), table, cfg.get("batch_size"),
                          progress)
     log.info("predicted %d texts with %s: %s", count, model.folder, output_path)
