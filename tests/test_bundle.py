@@ -92,6 +92,9 @@ def test_a_bundle_predicts_exactly_the_logits_the_runs_evaluation_got(run, tmp_p
     got = model.outputs(texts, batch_size=batch)
     assert torch.equal(torch.from_numpy(got.logits), expected.logits)  # bit for bit, not approximately
     assert config["metrics"]["test"]["accuracy"] == pytest.approx(expected.accuracy)
+    trained = json.loads((run / "metrics.json").read_text())["test"]  # the training's own test stage (same weights)
+    assert config["metrics"]["test"]["accuracy"] == pytest.approx(trained["test/emotion/acc"], abs=1e-6)
+    assert config["metrics"]["test"]["macro_f1"] == pytest.approx(trained["test/emotion/f1"], abs=1e-6)
     assert config["metrics"]["test"]["ci"]["accuracy"]["ci_low"] <= expected.accuracy
     assert config["embedding"]["model_id"].startswith("hashing:dim=64")
     assert config["provenance"]["selection"]["recipe"]["backbone"] == [4] and config["calibration"]["temperature"] > 0
