@@ -3,7 +3,8 @@
 Reads the run's manifest and metrics files, analyses every module group, writes
 <output>/module_metrics.json, analysis_report.md and visualizations/, and with `calibrate=` also
 calibrated_thresholds.json. With `combine=true` (default) it then assembles the crossover from the
-recommended epochs and evaluates it (redheart.crossover). Returns the module_metrics content (plus
+recommended epochs and evaluates it (redheart.crossover), and with `bundle=true` (default) writes the
+crossover as a model bundle in <output>/model_bundle (redheart.bundle). Returns the module_metrics content (plus
 the paths written and, under `crossover`, the crossover's result).
 """
 
@@ -72,4 +73,10 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         from redheart.crossover.run import crossover_and_evaluate
 
         result["crossover"] = crossover_and_evaluate(cfg.crossover, cfg.get("evaluation"), run.run_dir, result, out)
+        if cfg.get("bundle", True) and "evaluation" in result["crossover"]:
+            # the crossover, ready for predict.py and evaluate.py
+            from redheart.bundle.export import export_bundle
+
+            bundle = export_bundle(run.run_dir, "crossover", out / "model_bundle", analysis_dir=out)
+            result["crossover"]["bundle"] = str(bundle)
     return result

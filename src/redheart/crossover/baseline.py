@@ -39,6 +39,7 @@ class BaselineFit:
     log_probs: dict[str, torch.Tensor]
     labels: dict[str, torch.Tensor]
     converged: bool
+    model: Pipeline | None = None  # the chosen fit, to predict other records (evaluate.py)
 
 
 def _split(datasets: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -85,4 +86,9 @@ def fit_logistic_regression(datasets: Mapping[str, Any], num_classes: int, c_gri
         x, y = _split(datasets, name)
         log_probs[name], labels[name] = _log_probs(model, x, num_classes), torch.from_numpy(y).long()
     log.info("logistic-regression baseline: C=%g chosen on val (log-loss %.4f)", best, losses[best])
-    return BaselineFit(best, losses, log_probs, labels, converged)
+    return BaselineFit(best, losses, log_probs, labels, converged, model)
+
+
+def predict_log_probs(fit: BaselineFit, embeddings: np.ndarray, num_classes: int) -> torch.Tensor:
+    """The chosen fit's (N, num_classes) log-probabilities on other records' embeddings."""
+    return _log_probs(fit.model, embeddings, num_classes)

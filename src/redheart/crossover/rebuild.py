@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from redheart.crossover.errors import CrossoverError
 from redheart.io import read_json
 from redheart.run_folder import RUN_INFO
+from redheart.safe_targets import DATAMODULE, NET, check_targets
 from redheart.schema import TaskSchema
 
 if TYPE_CHECKING:
@@ -41,7 +42,16 @@ def run_config(run_dir: Path) -> DictConfig:
     config = record.get("config") if isinstance(record, dict) else None
     if not isinstance(config, dict) or not all(k in config for k in ("model", "optim", "data")):
         raise CrossoverError(f"{path}: field 'config' must hold the run's resolved model, optim and data config")
+    check_run_targets(config, str(path))
     return OmegaConf.create(config)
+
+
+def check_run_targets(config: dict[str, Any], source: str) -> None:
+    """The parts of a run's config that get instantiated build only the project's net and datamodule."""
+    if not isinstance(config.get("model"), dict) or not isinstance(config["model"].get("net"), dict):
+        raise CrossoverError(f"{source}: field 'config.model.net' must hold the run's network config")
+    check_targets(config["data"], f"{source}: config.data", CrossoverError, frozenset({DATAMODULE}))
+    check_targets(config["model"]["net"], f"{source}: config.model.net", CrossoverError, frozenset({NET}))
 
 
 def schema_of(cfg: DictConfig) -> TaskSchema:
@@ -53,6 +63,7 @@ def datamodule_of(cfg: DictConfig, batch_size: int | None = None) -> RedHeartDat
     overrides: dict[str, Any] = {"report_dir": None, "progress": False}
     if batch_size:
         overrides["batch_size"] = int(batch_size)
+    check_targets(cfg.data, "config.data", CrossoverError, frozenset({DATAMODULE}))  # also when not from run_config
     datamodule: RedHeartDataModule = hydra.utils.instantiate(cfg.data, **overrides)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -81,8 +92,10 @@ def net_arguments(cfg: DictConfig, input_dim: int) -> dict[str, Any]:
 
 def build_net(cfg: DictConfig, input_dim: int, device: str | torch.device = "cpu") -> torch.nn.Module:
     """RedHeartNet as the run built it; `device="meta"` allocates nothing (for checking shapes)."""
+    arguments = net_arguments(cfg, input_dim)
+    check_targets(arguments, "config.model.net", CrossoverError, frozenset({NET}))
     with torch.device(device):
-        return hydra.utils.instantiate(net_arguments(cfg, input_dim))
+        return hydra.utils.instantiate(arguments)
 
 
 def loss_settings(cfg: DictConfig) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
 from redheart.model.net import MODULE_TASKS
+from redheart.safe_targets import NET, check_targets, is_torch_optimizer
 from redheart.training.losses import multitask_loss, symmetric_kl
 from redheart.training.metrics import TaskMetrics
 from redheart.training.param_groups import parameter_groups
@@ -42,6 +43,11 @@ class RedHeartLitModule(L.LightningModule):
                 raise ValueError(f"model.loss.weights has no weight for task {task!r} (got {sorted(loss['weights'])})")
         if rdrop["enabled"] and rdrop["alpha"] < 0:
             raise ValueError(f"model.rdrop.alpha must be >= 0, got {rdrop['alpha']}")
+        # load_from_checkpoint passes hyperparameters read from a file: nothing but the net and torch's
+        # optimizers may be built from them
+        check_targets(net, "model.net", ValueError, frozenset({NET}))
+        check_targets({"optimizer": optimizer, "scheduler": scheduler}, "model optimizer/scheduler", ValueError,
+                      frozenset(), is_torch_optimizer)
         self.save_hyperparameters({"net": net, "optimizer": optimizer, "scheduler": scheduler, "loss": loss,
                                    "rdrop": rdrop, "layerwise_lr": layerwise_lr,
                                    "param_targets": _plain(param_targets)})

@@ -1,0 +1,84 @@
+"""The bundle's model card (README.md), rendered from its config.json alone, so the two never disagree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _ci(metric: dict[str, Any] | None) -> str:
+    if not metric:
+        return "—"
+    return f"{_pct(metric['value'])} [{_pct(metric['ci_low'])}, {_pct(metric['ci_high'])}]"
+
+
+def model_card(config: dict[str, Any]) -> str:
+    prov, metrics = config.get("provenance") or {}, config.get("metrics") or {}
+    selection, data = prov.get("selection") or {}, prov.get("data") or {}
+    test, val = metrics.get("test") or {}, metrics.get("selection") or {}
+    schema, embedding = config["schema"], config["embedding"]
+    counts = data.get("counts") or {}
+    sizes = data.get("split_sizes") or {}
+    tasks = test.get("tasks") or {}
+    task_rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(tasks.items()) if isinstance(v, int | float))
+    ci = test.get("ci") or {}
+    val_row = (f"| val (selection) | {val.get('records')} | {_pct(val.get('accuracy'))} | "
+               f"{_pct(val.get('macro_f1'))} | {val.get('ece_scaled', 0):.4f} | {val.get('brier_scaled', 0):.4f} |")
+    test_row = (f"| test | {test.get('records')} | {_ci(ci.get('accuracy'))} | {_ci(ci.get('macro_f1'))} | "
+                f"{test.get('ece_scaled', 0):.4f} | {test.get('brier_scaled', 0):.4f} |")
+    return f"""# RedHeart model bundle: {selection.get('name', '?')}
+
+A multi-task emotion and ethics model (RedHeartNet) over sentence embeddings: the emotion label with
+calibrated probabilities, intensity, regret, Bentham hedonic-calculus scores and SURD scores.
+
+## Use
+
+    from redheart import load_model
+    model = load_model("{'<this folder>'}")
+    model.predict(["I finally passed the exam."])
+
+    python predict.py bundle=<this folder> input=texts.jsonl output=predictions.jsonl
+    python evaluate.py bundle=<this folder> data=records data.path=labelled.jsonl
+
+## What it is
+
+- Weights: `{config['weights']['file']}` (sha256 `{config['weights']['sha256']}`), {selection.get('weights')}
+  weights, selection `{selection.get('select')}` ({selection.get('name')}); recipe per module group:
+  {', '.join(f"{g}={'+'.join(map(str, e))}" for g, e in (selection.get('recipe') or {}).items())}
+- Classes: {', '.join(schema['class_names'])}
+- Bentham: {', '.join(schema['bentham_names'])}; SURD: {', '.join(schema['surd_names'])}
+- Embedding model: `{embedding.get('model_id')}` (input width {embedding.get('input_dim')}); predict refuses
+  any other installed model
+- Calibration: temperature {config.get('calibration', {}).get('temperature', 1.0):.4f}, fitted on val
+
+## Data
+
+Trained on `{data.get('path')}` (sha256 `{data.get('sha256')}`): read {counts.get('read')}, kept
+{counts.get('kept')} (near-duplicates {counts.get('near_duplicates')}, quarantined {counts.get('quarantined')});
+train/val/test {sizes.get('train')}/{sizes.get('val')}/{sizes.get('test')} (seed {data.get('seed')}).
+Run: `{prov.get('run_dir')}`, commit `{prov.get('git_commit')}`.
+
+## Metrics
+
+| split | records | accuracy | macro-F1 | ECE (calibrated) | Brier (calibrated) |
+|---|---|---|---|---|---|
+{val_row}
+{test_row}
+
+Test intervals: 95% percentile bootstrap over records. Other tasks on test:
+
+| metric | value |
+|---|---|
+{task_rows}
+
+## Intended use and limits
+
+For research on emotion recognition and on how far a model trained on one corpus carries to another
+(measure it with evaluate.py on your labelled data before relying on it). Not for decisions about
+people. It knows only the classes above; text far from its training data (other languages, domains,
+lengths) gets confident-looking but unreliable outputs: watch the uncertainty fields (Kalman variance,
+module disagreement). Bentham and SURD scores are learned from proxy ratings where the data had them.
+"""
