@@ -34,6 +34,7 @@ from redheart.crossover.rebuild import (
     schema_of,
 )
 from redheart.io import read_json
+from redheart.run_folder import ANALYSIS_DIR, RUN_INFO
 
 log = logging.getLogger(__name__)
 SELECTIONS = ("crossover", "best_single", "last")
@@ -88,14 +89,14 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
                   analysis_dir: str | Path | None = None, weights: str = "auto", device: str = "cpu",
                   bootstrap: dict[str, Any] | None = None, bins: int = 15) -> Path:
     """Assemble the selected weights, measure them on the run's val and test split, write the bundle."""
-    from redheart.crossover.calibration import fit_temperature
     from redheart.crossover.evaluate import Evaluator, summarize
     from redheart.crossover.run import metric_cis
+    from redheart.crossover.temperature import fit_temperature
 
     started = time.monotonic()
     checkpoints = RunCheckpoints(ckpt_dir)
     run_dir = checkpoints.run_dir
-    analysis_dir = Path(analysis_dir) if analysis_dir else run_dir / "analysis_results"
+    analysis_dir = Path(analysis_dir) if analysis_dir else run_dir / ANALYSIS_DIR
     cfg = run_config(run_dir)
     input_dim = input_dim_of(run_dir, cfg)
     expected = expected_tensors(build_net(cfg, input_dim, device="meta"))
@@ -125,7 +126,7 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
     datamodule = built["datamodule"]
     boot = {**BOOTSTRAP, **(bootstrap or {})}
     test_summary = summarize(test, temperature, bins) | {"ci": metric_cis(test, boot)}
-    run_record = read_json(run_dir / "run.json", BundleError)
+    run_record = read_json(run_dir / RUN_INFO, BundleError)
     report = datamodule.prepared.report
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     config = {
