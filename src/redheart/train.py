@@ -23,6 +23,7 @@ from redheart.data.datamodule import RedHeartDataModule
 from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
 from redheart.schema import TaskSchema
+from redheart.sweep.pruning import TRIAL_KEY, OptunaPruning
 from redheart.training.lit_module import RedHeartLitModule
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,9 @@ def describe_run(cfg: DictConfig, output_dir: Path, parameters: dict[str, Any]) 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     loggers = _instantiate_all(cfg.get("logger"))
     callbacks = _instantiate_all(cfg.get("callbacks"))
+    pruning = OptunaPruning.from_config(cfg.get(TRIAL_KEY), cfg.get("optimized_metric"))
+    if pruning is not None:  # a trial of the Optuna sweeper: report each epoch, stop when pruned
+        callbacks.append(pruning)
     if not loggers:  # LearningRateMonitor refuses a Trainer without a logger; it has nothing to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
@@ -212,6 +216,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = RedHeartLitModule(**model_args)
     trainer = fit_with_oom_backoff(cfg, trainer, model, datamodule, ckpt_path)
     model = trainer.lightning_module
+    pruning = next((c for c in trainer.callbacks if isinstance(c, OptunaPruning)), None)
+    if pruning is not None and pruning.pruned_error() is not None:
+        log.info("%s", pruning.pruned_error())
+        raise pruning.pruned_error()  # the sweeper records a pruned trial; its partial metrics mean nothing
     metrics["fit"] = _scalars(trainer.callback_metrics)
     metrics["epochs"], metrics["steps"] = trainer.current_epoch, trainer.global_step
     if cfg.get("test", True) and not trainer.interrupted:

@@ -22,7 +22,7 @@ NAN_EVENT_FILE = "nan_event.json"    # written by callbacks/nan_guard.py when th
 LR_KEY = "optim.lr"
 # Settings that do not change what a job learns (where it writes, how it reports).
 NOT_IN_SIGNATURE = ("hydra", "paths", "run_name", "task_name", "ckpt_path", "callbacks", "logger", "test",
-                    "lr_sweep", "optimized_metric")
+                    "lr_sweep", "optimized_metric", "optuna_trial", "threads")
 
 
 def signature(job_cfg: DictConfig) -> str:
