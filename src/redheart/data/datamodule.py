@@ -79,6 +79,7 @@ class RedHeartDataModule(LightningDataModule):
         max_text_chars: int = 20_000,
         max_samples: int | None = None,
         dedup_threshold: float = 0.92,
+        dedup: Mapping[str, Any] | None = None,
         split: Mapping[str, Any] | None = None,
         embedding: Mapping[str, Any] | None = None,
         cache_dir: str | None = None,
@@ -94,6 +95,7 @@ class RedHeartDataModule(LightningDataModule):
         self.settings = PipelineSettings(
             format=format, table=dict(table) if table else None, clean=dict(clean or {}), on_invalid=on_invalid,
             max_text_chars=max_text_chars, max_samples=max_samples, dedup_threshold=dedup_threshold,
+            on_label_conflict=(dedup or {}).get("on_label_conflict", "keep"),
             val_ratio=split.get("val", 0.1), test_ratio=split.get("test", 0.1), seed=split.get("seed", 42),
             on_leakage=split.get("on_leakage", "error"),
         )
@@ -116,13 +118,14 @@ class RedHeartDataModule(LightningDataModule):
     @rank_zero_only
     def _write_report(self, prepared: PreparedDataset) -> None:
         counts = prepared.report["counts"]
-        log.info("data: read %d = kept %d + near-duplicates %d + quarantined %d", counts["read"], counts["kept"],
-                 counts["near_duplicates"], counts["quarantined"])
+        log.info("data: read %d = kept %d + near-duplicates %d + quarantined %d + label-conflict quarantined %d",
+                 counts["read"], counts["kept"], counts["near_duplicates"], counts["quarantined"],
+                 counts["label_conflict_quarantined"])
         if self.report_dir is None:
             return
         self.report_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.report_dir / "data_report.json", prepared.report)
-        for name in ("quarantine.jsonl", "near_duplicates.jsonl"):
+        for name in ("quarantine.jsonl", "near_duplicates.jsonl", "label_conflicts.jsonl"):
             atomic_write_with(self.report_dir / name, lambda tmp, n=name: shutil.copyfile(prepared.directory / n, tmp))
 
     def setup(self, stage: str | None = None) -> None:
