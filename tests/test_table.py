@@ -213,7 +213,7 @@ def test_quoting_none_on_a_csv_quoted_file_warns_with_the_count(tmp_path, caplog
     with caplog.at_level("WARNING", logger="redheart.data.table"):
         records = read(tmp_path, text, quoting="none", columns={"id": "id", "text": "text", "label": "label"})
     assert records[0].data["text"] == '"She said ""no"" twice"'  # the escapes stay: that is the problem
-    assert '2 texts hold doubled quotes ("")' in caplog.text and "quoting: minimal" in caplog.text
+    assert '2 texts hold doubled quotes ("") inside quotes' in caplog.text and "quoting: minimal" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="redheart.data.table"):
         records = read(tmp_path, text, columns={"id": "id", "text": "text", "label": "label"})

@@ -99,6 +99,11 @@ def _check_spec(where: str, spec: Mapping[str, Any] | None) -> None:
             raise DataConfigError(f"{where}.range must be two different numbers [lo, hi], got {bounds}")
 
 
+def _csv_quoted(text: str) -> bool:
+    stripped = text.strip()
+    return len(stripped) >= 2 and stripped[0] == stripped[-1] == '"' and '""' in stripped[1:-1]
+
+
 def _fmt(number: float) -> str:
     return str(int(number)) if number.is_integer() else str(number)
 
@@ -171,14 +176,17 @@ class TableAdapter:
         return records
 
     def _warn_csv_quoting(self, path: Path, records: list[RawRecord]) -> None:
-        """With quoting: none, a CSV-quoted file keeps its escapes: "" stays two quotes in the text."""
+        """With quoting: none, a CSV-quoted file keeps its escapes: "a ""b"" c" stays as it is in the text.
+        Counted: texts wrapped in quotes that hold a doubled quote, the mark of CSV quoting (a stray ""
+        at the end of a text, as ISEAR's broken escapes have, is not)."""
         if self.quoting != csv.QUOTE_NONE:
             return
-        doubled = sum('""' in r.data["text"] for r in records if r.data is not None)
+        doubled = sum(_csv_quoted(r.data["text"]) for r in records if isinstance(r.data, dict)
+                      and isinstance(r.data.get("text"), str))
         if doubled:
-            log.warning('%s: %d texts hold doubled quotes (""), the CSV escape of a quote: with data.table.quoting: '
-                        "none they stay in the text; if the file uses CSV quoting, set data.table.quoting: minimal",
-                        path, doubled)
+            log.warning('%s: %d texts hold doubled quotes ("") inside quotes, the CSV escape of a quote: with '
+                        "data.table.quoting: none they stay in the text; if the file uses CSV quoting, set "
+                        "data.table.quoting: minimal", path, doubled)
 
     @staticmethod
     def _rows(path: Path, reader: Any) -> Iterator[tuple[int, list[str]]]:
