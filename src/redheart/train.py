@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,6 +25,7 @@ from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
 from redheart.schema import TaskSchema
 from redheart.sweep.pruning import TRIAL_KEY, OptunaPruning
+from redheart.threads import configure_threads
 from redheart.training.lit_module import RedHeartLitModule
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,7 @@ def optimized_value(metrics: dict[str, Any], name: str | None) -> float | None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured pipeline; return its metrics (data counts, parameters, fit and test metrics)."""
+    threads = configure_threads(cfg.get("threads"), HydraConfig.get() if HydraConfig.initialized() else None)
     L.seed_everything(cfg.seed, workers=True)
     trainer: L.Trainer | None = None
     output_dir = Path(cfg.paths.output_dir)
@@ -197,6 +200,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "split_sizes": {name: len(ds) for name, ds in datamodule.datasets.items()},
         "embedding_dim": datamodule.embedding_dim,
         "first_batch": describe_batch(first),
+        "threads": threads,
     }
     counts = report["counts"]
     log.info(

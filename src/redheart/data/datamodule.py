@@ -9,8 +9,10 @@ kept records, so any prediction can be traced to its record id.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from redheart.data.embeddings import build_encoder
 from redheart.data.pipeline import PipelineSettings, PreparedDataset, prepare_dataset
 from redheart.io import atomic_write_json, atomic_write_with
 from redheart.schema import Record, TaskSchema
+from redheart.threads import init_worker, worker_threads
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +146,14 @@ class RedHeartDataModule(LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         if name not in self.datasets:
             raise RuntimeError("call setup() before asking for a dataloader")
+        init = None
+        if self.num_workers > 0:  # each worker gets the cores the training threads leave (torch would give 1)
+            seeded = int(os.environ.get("PL_SEED_WORKERS", 0))  # seed_everything(workers=True) was called
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            init = partial(init_worker, threads=worker_threads(torch.get_num_threads(), self.num_workers),
+                           seed_rank=rank if seeded else None)
         return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, worker_init_fn=init)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
