@@ -25,11 +25,12 @@ def main(cfg: DictConfig) -> float | None:
     from callbacks.oom_backoff import OOMBackoffError
     from redheart.data.errors import DataError
     from redheart.model.summary import ParameterCountError
+    from redheart.threads import ThreadsSettingError
     from redheart.train import ResumeError, optimized_value, train
 
     try:
         return optimized_value(train(cfg), cfg.get("optimized_metric"))  # a value for Optuna-style sweepers
-    except (DataError, ParameterCountError, ResumeError, OOMBackoffError, NonFiniteLossError,
+    except (DataError, ParameterCountError, ResumeError, OOMBackoffError, NonFiniteLossError, ThreadsSettingError,
             InterpolationResolutionError) as err:  # the message says what and where; a traceback adds nothing
         logging.getLogger("train").error("%s: %s", type(err).__name__, err)
         if isinstance(err, NonFiniteLossError) and HydraConfig.get().mode == RunMode.MULTIRUN:

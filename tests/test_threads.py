@@ -90,3 +90,17 @@ def test_datamodule_workers_run_with_their_per_worker_value(tmp_path, monkeypatc
     assert {int(x) for x in loader} == {3}  # torch alone would give each worker 1 thread
     plain = DataLoader(ThreadsSeen(), num_workers=2)
     assert {int(x) for x in plain} == {1}
+
+
+@pytest.mark.slow
+def test_train_py_with_a_bad_thread_count_exits_2_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "train.py", "threads=0", "~model", f"hydra.run.dir={tmp_path}"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output and "ThreadsSettingError: threads must be a positive integer, got 0" in output

@@ -23,6 +23,10 @@ import torch
 log = logging.getLogger(__name__)
 
 
+class ThreadsSettingError(ValueError):
+    """`threads` or OMP_NUM_THREADS is not a positive integer (train.py prints it in one line, exit 2)."""
+
+
 def available_cores() -> int:
     """Cores this process may run on (taskset, cgroup cpusets), which os.cpu_count() ignores."""
     if hasattr(os, "sched_getaffinity"):
@@ -36,7 +40,7 @@ def _positive_int(value: Any, what: str) -> int:
     except (TypeError, ValueError):
         number = 0
     if number < 1 or (isinstance(value, float) and not value.is_integer()) or isinstance(value, bool):
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        raise ThreadsSettingError(f"{what} must be a positive integer, got {value!r}")
     return number
 
 
