@@ -174,3 +174,24 @@ def test_optuna_sweep_prunes_a_bad_trial_and_resumes_its_sqlite_study(tmp_path):
     # Nothing left to do: a third run with the same n_trials launches no job.
     multirun(REPO_ROOT / "train.py", sweep, *args, "hydra.sweeper.n_trials=3")
     assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 3
+
+
+@pytest.mark.slow
+def test_optuna_sweeper_runs_parallel_trials_through_joblib_and_tops_up_on_a_rerun(tmp_path):
+    import optuna
+
+    sweep = tmp_path / "sweep"
+    args = ["hydra/sweeper=optuna", "hydra/launcher=parallel", "hydra.sweeper.n_jobs=2", "hydra.sweeper.seed=0",
+            "+hydra.sweeper.params={optim.lr: 'tag(log, interval(1e-5, 1e-3))'}"]
+    multirun(APP, sweep, *args, "hydra.sweeper.n_trials=4")
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    trials = optuna.load_study(study_name="lr", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    assert sorted(launched(sweep)) == sorted(t.params["optim.lr"] for t in trials)
+    assert {p.name for p in sweep.glob("trial*")} == {"trial0", "trial1", "trial2", "trial3"}
+    results = json.loads((sweep / "optuna_results.json").read_text())
+    assert results["best"]["value"] == min(t.value for t in trials)
+    multirun(APP, sweep, *args, "hydra.sweeper.n_trials=6")  # two more, numbered on
+    trials = optuna.load_study(study_name="lr", storage=storage).trials
+    assert [t.number for t in trials] == list(range(6)) and len(launched(sweep)) == 6
+    assert len(CumulativeResults(sweep / "lr_sweep_cumulative.json").read()) == 6
