@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: isear-present setup demo tensorboard test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume isear isear-data clean-cache
+.PHONY: isear-present setup demo tensorboard test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume bench-threads isear isear-data clean-cache
 
 setup: $(VENV)/.installed
 
@@ -56,7 +56,7 @@ isear-present:
 	@test -f "$(ISEAR)" || { echo "ISEAR not found at $(ISEAR): it is not bundled (see ../shared/data/isear/README);" \
 		"pass its path: make isear ISEAR=/path/to/isear.csv"; exit 1; }
 
-bench: bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume
+bench: bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume bench-threads
 
 bench-dedup: setup
 	$(PY) bench/dedup_bench.py
@@ -84,6 +84,10 @@ bench-crossover: setup
 # SIGKILL a tiny run at 12 moments (inside writes, the last.ckpt relink, random times), resume each time (~1.5 min).
 bench-kill-resume: setup
 	$(PY) bench/kill_resume.py
+
+# Training-step time with torch's default threads vs threads=1, alone and beside a busy process (~3 min on 2 cores).
+bench-threads: setup
+	$(PY) bench/cpu_threads.py
 
 clean-cache:
 	rm -rf data/*.prepared data/*.embedded.*.safetensors data/cache

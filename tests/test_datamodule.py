@@ -62,7 +62,7 @@ def test_prepare_data_writes_reconciled_report_and_rerun_reuses_everything(tmp_p
     dm.prepare_data()
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["counts"] == {"in_file": 72, "read": 72, "quarantined": 1, "near_duplicates": 1, "kept": 70,
-                                "reconciles": True}
+                                "label_conflict_quarantined": 0, "reconciles": True}
     assert report["embedding"]["cache"]["encoded"] == 70 and report["reused_prepared"] is False
     quarantine = [json.loads(line) for line in (tmp_path / "run" / "quarantine.jsonl").read_text().splitlines()]
     assert [q["id"] for q in quarantine] == ["bad"] and "outside 0..6" in quarantine[0]["problems"][0]

@@ -60,6 +60,12 @@ def test_leakage_check_finds_exact_and_near_duplicates_across_splits():
     leaks = find_leaks(texts, split, 0.92)
     assert {(x["a"], x["b"], x["kind"]) for x in leaks} == {(3, 22, "exact"), (5, 27, "near")}
     assert {(x["split_a"], x["split_b"]) for x in leaks} == {("train", "val"), ("train", "test")}
+    # with labels, a pair of different labels is a label conflict (reported by dedup), not a leak
+    labels = [0] * 30
+    labels[27] = 3
+    assert {(x["a"], x["b"]) for x in find_leaks(texts, split, 0.92, labels)} == {(3, 22)}
+    labels[22] = 1
+    assert find_leaks(texts, split, 0.92, labels) == []
 
 
 def test_pipeline_after_dedup_has_no_leaks_and_reports_split(tmp_path):
@@ -80,7 +86,7 @@ def test_pipeline_refuses_a_split_that_leaks(tmp_path, monkeypatch):
     path.write_text("\n".join(lines) + "\n")
     import redheart.data.pipeline as pipeline
 
-    def keep_everything(texts, threshold, progress=False):
+    def keep_everything(texts, threshold, progress=False, **_labels):
         from redheart.data.dedup import DedupResult
 
         return DedupResult(np.ones(len(texts), bool), [], threshold)

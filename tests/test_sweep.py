@@ -199,3 +199,23 @@ def test_a_job_stopped_by_the_nan_guard_is_recorded_as_diverged_and_never_chosen
     assert diverged["status"] == "diverged" and "step 17" in diverged["error"]
     sel = select([diverged, entry(1e-4, [2.0, 1.5])])
     assert sel.best_lr == 1e-4 and "diverged" in sel.unscored[1e-2] and "step 17" in sel.unscored[1e-2]
+
+
+def test_optuna_sweeper_maps_hydra_sweep_syntax_and_writes_overrides_hydra_reads_back():
+    import optuna
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.redheart_lr_sweeper.optuna_sweeper import distribution, override_value
+
+    parser = OverridesParser.create()
+    lr = distribution(parser.parse_override("optim.lr=tag(log, interval(1e-5, 5e-4))"))
+    assert lr == optuna.distributions.FloatDistribution(1e-5, 5e-4, log=True)
+    batch = distribution(parser.parse_override("b=tag(int, interval(1, 8))"))
+    assert batch == optuna.distributions.IntDistribution(1, 8)
+    assert distribution(parser.parse_override("o=choice(adam, sgd)")).choices == ("adam", "sgd")
+    with pytest.raises(ValueError, match="interval"):
+        distribution(parser.parse_override("x=range(1, 5)"))
+    handle = {"storage": "sqlite:////tmp/it's here/optuna.db", "number": 3, "pruner": {"_target_": "a.B", "n": 1.5},
+              "flag": True, "none": None, "list": [1, "x"]}
+    parsed = parser.parse_override(f"optuna_trial={override_value(handle)}").value()
+    assert parsed == handle

@@ -1,5 +1,6 @@
 """LR sweeps end to end: the hierarchical sweeper's stage logic on a cheap task (tests/sweep_app), the
-joblib launcher, then real tiny runs of train.py: a plain multirun, the hierarchical sweeper and Optuna."""
+joblib launcher, then real tiny runs of train.py: a plain multirun, the hierarchical sweeper and Optuna
+(pruning, resume)."""
 
 from __future__ import annotations
 
@@ -125,21 +126,6 @@ def test_hierarchical_sweeper_drives_real_training_jobs(tmp_path):
     assert json.loads((sweep / "optimal_lr.json").read_text())["lr"] in [e["lr"] for e in entries]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("storage", ["null", "sqlite"])
-def test_optuna_sweeper_works_in_memory_and_with_a_database(tmp_path, storage):
-    sweep = tmp_path / "sweep"
-    db = f"sqlite:///{tmp_path / 'optuna.db'}" if storage == "sqlite" else "null"
-    output = multirun(REPO_ROOT / "train.py", sweep, *TINY, "experiment=lr_optuna", "hydra.sweeper.n_trials=2",
-                      f"hydra.sweeper.storage={db}", f"data.cache_dir={tmp_path / 'cache'}")
-    assert "Best value" in output or (sweep / "optimization_results.yaml").is_file()
-    results = OmegaConf.load(sweep / "optimization_results.yaml")
-    assert 1e-5 <= results.best_params["optim.lr"] <= 5e-4 and results.best_value > 0
-    assert len(CumulativeResults(sweep / "lr_sweep_cumulative.json").read()) == 2
-    if storage == "sqlite":
-        assert (tmp_path / "optuna.db").stat().st_size > 0
-
-
 def test_hierarchical_stages_go_through_submitit_and_the_slurm_config_composes(tmp_path):
     """submitit's local executor runs each job in its own process, as SLURM would; only the executor differs."""
     sweep = tmp_path / "sweep"
@@ -153,3 +139,60 @@ def test_hierarchical_stages_go_through_submitit_and_the_slurm_config_composes(t
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     launcher = OmegaConf.create(result.stdout)
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu" and launcher.gpus_per_node == 1
+
+
+@pytest.mark.slow
+def test_optuna_sweep_prunes_a_bad_trial_and_resumes_its_sqlite_study(tmp_path):
+    import optuna
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    storage = f"sqlite:///{sweep / 'optuna.db'}"  # where the sweeper keeps its study by default
+    # Arranged: trial 0 a good LR, trial 1 one 50x smaller, which after its first epoch is worse than
+    # trial 0 was then, so the median pruner (active after 1 finished trial, from epoch 0) stops it.
+    seeded = optuna.create_study(study_name="lr", storage=storage, direction="minimize")
+    seeded.enqueue_trial({"optim.lr": 5e-4})
+    seeded.enqueue_trial({"optim.lr": 1e-5})
+    args = [*TINY, "experiment=lr_optuna", "trainer.max_epochs=2", f"data.cache_dir={tmp_path / 'cache'}",
+            "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0"]
+    multirun(REPO_ROOT / "train.py", sweep, *args, "hydra.sweeper.n_trials=2")
+    trials = optuna.load_study(study_name="lr", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
+    assert trials[1].last_step == 0 and trials[1].params["optim.lr"] == 1e-5
+    assert sorted(trials[1].intermediate_values) == [0] and sorted(trials[0].intermediate_values) == [0, 1]
+    assert not (sweep / "trial1" / "metrics.json").exists()  # stopped after epoch 0, never tested
+    entries = {e["lr"]: e for e in CumulativeResults(sweep / "lr_sweep_cumulative.json").read()}
+    assert entries[5e-4]["status"] == "completed" and "TrialPruned" in entries[1e-5]["error"]
+    results = json.loads((sweep / "optuna_results.json").read_text())
+    assert results["best"]["number"] == 0 and results["best"]["value"] == pytest.approx(trials[0].value)
+
+    # The same sweep folder again: the study goes on from trial 2 (TPE sees trials 0 and 1).
+    multirun(REPO_ROOT / "train.py", sweep, *args, "hydra.sweeper.n_trials=3")
+    trials = optuna.load_study(study_name="lr", storage=storage).trials
+    assert [t.number for t in trials] == [0, 1, 2] and trials[2].state.name in ("COMPLETE", "PRUNED")
+    assert 1e-5 <= trials[2].params["optim.lr"] <= 5e-4 and (sweep / "trial2" / ".hydra").is_dir()
+    assert len(CumulativeResults(sweep / "lr_sweep_cumulative.json").read()) == 3
+    # Nothing left to do: a third run with the same n_trials launches no job.
+    multirun(REPO_ROOT / "train.py", sweep, *args, "hydra.sweeper.n_trials=3")
+    assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 3
+
+
+@pytest.mark.slow
+def test_optuna_sweeper_runs_parallel_trials_through_joblib_and_tops_up_on_a_rerun(tmp_path):
+    import optuna
+
+    sweep = tmp_path / "sweep"
+    args = ["hydra/sweeper=optuna", "hydra/launcher=parallel", "hydra.sweeper.n_jobs=2", "hydra.sweeper.seed=0",
+            "+hydra.sweeper.params={optim.lr: 'tag(log, interval(1e-5, 1e-3))'}"]
+    multirun(APP, sweep, *args, "hydra.sweeper.n_trials=4")
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    trials = optuna.load_study(study_name="lr", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    assert sorted(launched(sweep)) == sorted(t.params["optim.lr"] for t in trials)
+    assert {p.name for p in sweep.glob("trial*")} == {"trial0", "trial1", "trial2", "trial3"}
+    results = json.loads((sweep / "optuna_results.json").read_text())
+    assert results["best"]["value"] == min(t.value for t in trials)
+    multirun(APP, sweep, *args, "hydra.sweeper.n_trials=6")  # two more, numbered on
+    trials = optuna.load_study(study_name="lr", storage=storage).trials
+    assert [t.number for t in trials] == list(range(6)) and len(launched(sweep)) == 6
+    assert len(CumulativeResults(sweep / "lr_sweep_cumulative.json").read()) == 6

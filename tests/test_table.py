@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from redheart.data.errors import DataFileError
+from redheart.data.errors import DataError, DataFileError
 from redheart.data.table import TableAdapter
 from redheart.data.validation import validate_records
 from redheart.io import read_jsonl
@@ -190,3 +190,46 @@ def test_isear_through_the_real_config(tmp_path, monkeypatch):
     assert "same language" in text and "encounter" in text
     assert "á" not in text and "\\" not in text
     assert not [r["id"] for r in rows if "á " in r["text"]]
+
+
+@pytest.mark.parametrize("sep, what", [("\\t", "2 characters"), ("", "empty"), ("||", "2 characters")])
+def test_a_separator_that_is_not_one_character_is_a_data_error_saying_how_to_pass_a_tab(sep, what):
+    with pytest.raises(DataError, match="data.table.sep must be exactly one character") as info:
+        TableAdapter({**CSV_TABLE, "sep": sep}, SCHEMA)
+    assert what in str(info.value) and "for a tab" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_command_line_form_in_the_message_passes_a_real_tab(tmp_path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    argument = "data.table.sep='\t'"  # what bash makes of $'data.table.sep=\'\t\''
+    sep = OverridesParser.create().parse_override(argument).value()
+    records = read(tmp_path, CSV.replace(",", "\t").replace('"Hello\t world"', "Hello, world"), sep=sep, **CSV_TABLE)
+    assert records[0].data["text"] == "Hello, world" and len(records) == 3
+
+
+def test_quoting_none_on_a_csv_quoted_file_warns_with_the_count(tmp_path, caplog):
+    text = 'id,text,label\na,"She said ""no"" twice",joy\nb,"plain ""quoted"" word",fear\nc,no quotes,anger\n'
+    with caplog.at_level("WARNING", logger="redheart.data.table"):
+        records = read(tmp_path, text, quoting="none", columns={"id": "id", "text": "text", "label": "label"})
+    assert records[0].data["text"] == '"She said ""no"" twice"'  # the escapes stay: that is the problem
+    assert '2 texts hold doubled quotes ("") inside quotes' in caplog.text and "quoting: minimal" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="redheart.data.table"):
+        records = read(tmp_path, text, columns={"id": "id", "text": "text", "label": "label"})
+    assert records[0].data["text"] == 'She said "no" twice' and "doubled quotes" not in caplog.text
+
+
+@pytest.mark.slow
+def test_train_py_with_a_literal_backslash_t_separator_exits_2_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = write(tmp_path / "d.tsv", CSV.replace(",", "\t"))
+    result = subprocess.run(
+        [sys.executable, "train.py", "data=isear", f"data.path={path}", "data.table.sep=\\t",
+         "data.embedding.backend=hashing", "data.progress=false", "model=tiny", f"data.cache_dir={tmp_path / 'c'}",
+         f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output and "data.table.sep must be exactly one character, got '\\\\t'" in output

@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
@@ -27,6 +28,8 @@ from redheart.io import atomic_write_json
 from redheart.model.summary import build_on_meta, format_table, parameter_table, verify
 from redheart.run_folder import MODULAR_DIR, RUN_INFO
 from redheart.schema import TaskSchema
+from redheart.sweep.pruning import TRIAL_KEY, OptunaPruning
+from redheart.threads import configure_threads
 from redheart.training.lightning_tips import hide_lightning_tips
 from redheart.training.lit_module import RedHeartLitModule
 
@@ -128,6 +131,9 @@ def describe_run(cfg: DictConfig, output_dir: Path, parameters: dict[str, Any]) 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     loggers = _instantiate_all(cfg.get("logger"))
     callbacks = _instantiate_all(cfg.get("callbacks"))
+    pruning = OptunaPruning.from_config(cfg.get(TRIAL_KEY), cfg.get("optimized_metric"))
+    if pruning is not None:  # a trial of the Optuna sweeper: report each epoch, stop when pruned
+        callbacks.append(pruning)
     if not loggers:  # LearningRateMonitor refuses a Trainer without a logger; it has nothing to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if cfg.trainer.get("enable_checkpointing") is None and "enable_checkpointing" not in overrides:
@@ -199,6 +205,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured pipeline; return its metrics (data counts, parameters, fit and test metrics)."""
     check_resolvable(cfg)
     check_config(cfg)  # a wrong override fails here, in seconds, before any data or weights
+    threads = configure_threads(cfg.get("threads"), HydraConfig.get() if HydraConfig.initialized() else None)
     L.seed_everything(cfg.seed, workers=True)
     trainer: L.Trainer | None = None
     output_dir = Path(cfg.paths.output_dir)
@@ -215,6 +222,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "split_sizes": {name: len(ds) for name, ds in datamodule.datasets.items()},
         "embedding_dim": datamodule.embedding_dim,
         "first_batch": describe_batch(first),
+        "threads": threads,
     }
     counts = report["counts"]
     log.info(
@@ -234,6 +242,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = RedHeartLitModule(**model_args)
     trainer = fit_with_oom_backoff(cfg, trainer, model, datamodule, ckpt_path)
     model = trainer.lightning_module
+    pruning = next((c for c in trainer.callbacks if isinstance(c, OptunaPruning)), None)
+    if pruning is not None and pruning.pruned_error() is not None:
+        log.info("%s", pruning.pruned_error())
+        raise pruning.pruned_error()  # the sweeper records a pruned trial; its partial metrics mean nothing
     metrics["fit"] = _scalars(trainer.callback_metrics)
     metrics["epochs"], metrics["steps"] = trainer.current_epoch, trainer.global_step
     if cfg.get("test", True) and not trainer.interrupted:

@@ -9,8 +9,10 @@ kept records, so any prediction can be traced to its record id.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from redheart.data.embeddings import build_encoder
 from redheart.data.pipeline import PipelineSettings, PreparedDataset, prepare_dataset
 from redheart.io import atomic_write_json, atomic_write_with
 from redheart.schema import Record, TaskSchema
+from redheart.threads import init_worker, worker_threads
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ class RedHeartDataModule(LightningDataModule):
         max_text_chars: int = 20_000,
         max_samples: int | None = None,
         dedup_threshold: float = 0.92,
+        dedup: Mapping[str, Any] | None = None,
         split: Mapping[str, Any] | None = None,
         embedding: Mapping[str, Any] | None = None,
         cache_dir: str | None = None,
@@ -95,6 +99,7 @@ class RedHeartDataModule(LightningDataModule):
         self.settings = PipelineSettings(
             format=format, table=dict(table) if table else None, clean=dict(clean or {}), on_invalid=on_invalid,
             max_text_chars=max_text_chars, max_samples=max_samples, dedup_threshold=dedup_threshold,
+            on_label_conflict=(dedup or {}).get("on_label_conflict", "keep"),
             val_ratio=split.get("val", 0.1), test_ratio=split.get("test", 0.1), seed=split.get("seed", 42),
             on_leakage=split.get("on_leakage", "error"),
         )
@@ -117,13 +122,14 @@ class RedHeartDataModule(LightningDataModule):
     @rank_zero_only
     def _write_report(self, prepared: PreparedDataset) -> None:
         counts = prepared.report["counts"]
-        log.info("data: read %d = kept %d + near-duplicates %d + quarantined %d", counts["read"], counts["kept"],
-                 counts["near_duplicates"], counts["quarantined"])
+        log.info("data: read %d = kept %d + near-duplicates %d + quarantined %d + label-conflict quarantined %d",
+                 counts["read"], counts["kept"], counts["near_duplicates"], counts["quarantined"],
+                 counts["label_conflict_quarantined"])
         if self.report_dir is None:
             return
         self.report_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.report_dir / "data_report.json", prepared.report)
-        for name in ("quarantine.jsonl", "near_duplicates.jsonl"):
+        for name in ("quarantine.jsonl", "near_duplicates.jsonl", "label_conflicts.jsonl"):
             atomic_write_with(self.report_dir / name, lambda tmp, n=name: shutil.copyfile(prepared.directory / n, tmp))
 
     def setup(self, stage: str | None = None) -> None:
@@ -142,8 +148,14 @@ class RedHeartDataModule(LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         if name not in self.datasets:
             raise RuntimeError("call setup() before asking for a dataloader")
+        init = None
+        if self.num_workers > 0:  # each worker gets the cores the training threads leave (torch would give 1)
+            seeded = int(os.environ.get("PL_SEED_WORKERS", 0))  # seed_everything(workers=True) was called
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            init = partial(init_worker, threads=worker_threads(torch.get_num_threads(), self.num_workers),
+                           seed_rank=rank if seeded else None)
         return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, worker_init_fn=init)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -15,12 +15,20 @@ exactly (tests compare against that loop) in three steps:
 3. Greedy resolution in the original order on the sparse pair list (linear in the pair count).
 
 rapidfuzz has no "deduplicate with keep-first" routine, so steps 1 and 3 are written here.
+
+Label conflicts: two near-duplicate texts with different labels are not two copies of one example
+(on an emotion corpus, "the movie made me sad" vs "... happy" differ in the one word that carries the
+label). With labels, `on_label_conflict` decides:
+- `drop`: the seed loop exactly (labels ignored); the pairs it dropped across labels are reported;
+- `keep`: a record is a near-duplicate only of an earlier kept record *with the same label* (exact
+  copies collapse per text and label); kept near-duplicate pairs with different labels are reported;
+- `quarantine`: as `keep`, then every record of such a pair is set aside (neither label is trusted).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -34,11 +42,27 @@ class DuplicatePair:
     similarity: float  # fuzz.ratio / 100
 
 
+@dataclass(frozen=True)
+class LabelConflict:
+    first: int  # the earlier record of the pair
+    second: int
+    similarity: float
+
+
+ON_LABEL_CONFLICT = ("keep", "drop", "quarantine")
+
+
 @dataclass
 class DedupResult:
     keep: np.ndarray  # bool mask over the input texts
     pairs: list[DuplicatePair]  # one per dropped record: which kept record removed it
     threshold: float
+    conflicts: list[LabelConflict] = field(default_factory=list)  # near-duplicates whose labels differ
+    conflicted: np.ndarray | None = None  # bool mask: set aside by on_label_conflict=quarantine
+
+    @property
+    def n_conflicted(self) -> int:
+        return 0 if self.conflicted is None else int(self.conflicted.sum())
 
     @property
     def kept_indices(self) -> list[int]:
@@ -46,7 +70,8 @@ class DedupResult:
 
     @property
     def n_dropped(self) -> int:
-        return int((~self.keep).sum())
+        """Near-duplicates removed (records set aside for a label conflict are counted apart)."""
+        return len(self.pairs)
 
 
 def _is_similar(a: str, b: str, threshold: float) -> tuple[bool, float]:
@@ -136,33 +161,44 @@ def deduplicate(
     chunk_size: int = 512,
     workers: int = -1,
     progress: bool = False,
+    labels: Sequence[object] | None = None,
+    on_label_conflict: str = "drop",
 ) -> DedupResult:
-    """Keep-first near-duplicate removal, identical in outcome to the original loop."""
+    """Keep-first near-duplicate removal; without labels or with `drop`, identical to the original loop."""
+    if on_label_conflict not in ON_LABEL_CONFLICT:
+        raise ValueError(f"on_label_conflict must be one of {ON_LABEL_CONFLICT}, got {on_label_conflict!r}")
+    if labels is not None and len(labels) != len(texts):
+        raise ValueError(f"{len(labels)} labels for {len(texts)} texts")
+    if labels is None and on_label_conflict != "drop":
+        raise ValueError(f"on_label_conflict={on_label_conflict} needs the labels")
+    label_aware = on_label_conflict != "drop"
     n = len(texts)
     keep = np.ones(n, dtype=bool)
     cause: dict[int, DuplicatePair] = {}
 
-    # 1. exact copies collapse onto their first occurrence
-    first_of: dict[str, int] = {}
+    # 1. exact copies collapse onto their first occurrence (of the same label, when labels decide)
+    first_of: dict[object, int] = {}
     distinct: list[int] = []  # original indices of first occurrences, in order
     copies: list[tuple[int, int]] = []  # (later copy, its first occurrence)
     for i, text in enumerate(texts):
-        if text in first_of:
-            copies.append((i, first_of[text]))
+        key = (text, labels[i]) if label_aware else text
+        if key in first_of:
+            copies.append((i, first_of[key]))
         else:
-            first_of[text] = i
+            first_of[key] = i
             distinct.append(i)
 
     # 2. candidate pairs among the distinct texts (indices into `distinct`)
     pairs = similar_pairs([texts[i] for i in distinct], threshold, chunk_size, workers, progress)
 
     # 3. in original order, drop a text when its smallest-index similar earlier text is kept
+    #    (and, when labels decide, has the same label)
     earlier: dict[int, list[tuple[int, float]]] = {}
     for a, b, score in pairs:
         earlier.setdefault(b, []).append((a, score))
     for b in sorted(earlier):
         for a, score in sorted(earlier[b]):
-            if keep[distinct[a]]:
+            if keep[distinct[a]] and (not label_aware or labels[distinct[a]] == labels[distinct[b]]):
                 keep[distinct[b]] = False
                 cause[distinct[b]] = DuplicatePair(distinct[a], distinct[b], score)
                 break
@@ -171,7 +207,21 @@ def deduplicate(
         kept_by = first if keep[first] else cause[first].kept
         cause[later] = DuplicatePair(kept_by, later, fuzz.ratio(texts[kept_by], texts[later]) / 100.0)
 
-    return DedupResult(keep=keep, pairs=[cause[i] for i in sorted(cause)], threshold=threshold)
+    result = DedupResult(keep=keep, pairs=[cause[i] for i in sorted(cause)], threshold=threshold)
+    if labels is None:
+        return result
+    if label_aware:  # kept pairs across labels (exact copies across labels are among `pairs`, score 1)
+        result.conflicts = [LabelConflict(distinct[a], distinct[b], score) for a, b, score in sorted(pairs)
+                            if keep[distinct[a]] and keep[distinct[b]] and labels[distinct[a]] != labels[distinct[b]]]
+    else:  # what the seed loop dropped across labels
+        result.conflicts = [LabelConflict(p.kept, p.dropped, p.similarity) for p in result.pairs
+                            if labels[p.kept] != labels[p.dropped]]
+    if on_label_conflict == "quarantine":
+        result.conflicted = np.zeros(n, dtype=bool)
+        for c in result.conflicts:
+            result.conflicted[[c.first, c.second]] = True
+        result.keep &= ~result.conflicted
+    return result
 
 
 def seed_loop_reference(texts: Sequence[str], threshold: float = 0.92) -> list[int]:

@@ -13,6 +13,10 @@ class DataError(RedHeartError, ValueError):
     entry points print their message alone, without a traceback."""
 
 
+class DataConfigError(DataError):
+    """A data setting cannot work (a separator of two characters, an unknown option): fix the config."""
+
+
 class DataFileError(DataError):
     """The input file as a whole cannot be read (missing, a directory, empty, not JSON, ...)."""
 

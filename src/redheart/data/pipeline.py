@@ -4,7 +4,8 @@
 cached in a folder keyed by the input file's SHA-256 and every setting that changes its outcome, so a
 rerun with the same data and config reads the result instead of recomputing it; embeddings live in
 their own cache (see `embeddings.py`). Every stage adds its counts to the report, and the counts
-reconcile: read = kept + near-duplicates + quarantined.
+reconcile: read = kept + near-duplicates + quarantined + label-conflict quarantined (the last only with
+`data.dedup.on_label_conflict=quarantine`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from redheart.data.dedup import deduplicate
+from redheart.data.dedup import ON_LABEL_CONFLICT, deduplicate
 from redheart.data.embeddings import EmbeddingCache, TextEncoder, cache_path_for
 from redheart.data.errors import DataFileError, DataValidationError, LeakageError, SplitError
 from redheart.data.sources import check_readable_file, detect_format, read_json_array, read_json_lines
@@ -33,7 +34,7 @@ from redheart.schema import Record, TaskSchema
 
 log = logging.getLogger(__name__)
 
-PREPARED_FORMAT = 1
+PREPARED_FORMAT = 2  # 2: label_conflicts.jsonl
 
 
 @dataclass
@@ -47,6 +48,7 @@ class PipelineSettings:
     max_text_chars: int = 20_000
     max_samples: int | None = None
     dedup_threshold: float = 0.92
+    on_label_conflict: str = "keep"  # keep | drop (the seed loop) | quarantine; see redheart.data.dedup
     val_ratio: float = 0.1
     test_ratio: float = 0.1
     seed: int = 42
@@ -57,6 +59,9 @@ class PipelineSettings:
             raise ValueError(f"data.on_invalid must be 'error' or 'skip', got {self.on_invalid!r}")
         if self.on_leakage not in {"error", "warn"}:
             raise ValueError(f"data.split.on_leakage must be 'error' or 'warn', got {self.on_leakage!r}")
+        if self.on_label_conflict not in ON_LABEL_CONFLICT:
+            raise ValueError(f"data.dedup.on_label_conflict must be one of {ON_LABEL_CONFLICT}, "
+                             f"got {self.on_label_conflict!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"data.max_samples must be a positive integer or null, got {self.max_samples}")
 
@@ -137,13 +142,24 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
     t_valid = time.perf_counter()
 
     records = validated.records
-    dedup = deduplicate([r.text for r in records], settings.dedup_threshold, progress=progress)
+    dedup = deduplicate([r.text for r in records], settings.dedup_threshold, progress=progress,
+                        labels=[r.label for r in records], on_label_conflict=settings.on_label_conflict)
     t_dedup = time.perf_counter()
     near_dups = [
         {"dropped_id": records[p.dropped].id, "kept_id": records[p.kept].id, "similarity": round(p.similarity, 4),
          "dropped_text": records[p.dropped].text[:200], "kept_text": records[p.kept].text[:200]}
         for p in dedup.pairs
     ]
+    label_conflicts = [
+        {"first_id": records[c.first].id, "second_id": records[c.second].id, "similarity": round(c.similarity, 4),
+         "first_label": _class_name(records[c.first].label, schema),
+         "second_label": _class_name(records[c.second].label, schema), "action": settings.on_label_conflict,
+         "first_text": records[c.first].text[:200], "second_text": records[c.second].text[:200]}
+        for c in dedup.conflicts
+    ]
+    if label_conflicts:
+        log.warning("%d near-duplicate pairs have different labels (on_label_conflict=%s; pairs in "
+                    "label_conflicts.jsonl)", len(label_conflicts), settings.on_label_conflict)
     kept = [records[i] for i in dedup.kept_indices]
 
     try:
@@ -153,7 +169,7 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
                          f"({validated.n_read - len(records)} invalid, quarantined; {len(dedup.pairs)} "
                          f"near-duplicates): {err}") from None
     texts = [r.text for r in kept]
-    leaks = find_leaks(texts, split, settings.dedup_threshold)
+    leaks = find_leaks(texts, split, settings.dedup_threshold, [r.label for r in kept])
     if leaks:
         detail = "; ".join(f"{kept[x['a']].id} ({x['split_a']}) ~ {kept[x['b']].id} ({x['split_b']})"
                            for x in leaks[:10])
@@ -173,9 +189,11 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
         "read": len(raw),
         "quarantined": len(validated.quarantined),
         "near_duplicates": dedup.n_dropped,
+        "label_conflict_quarantined": dedup.n_conflicted,
         "kept": len(kept),
     }
-    counts["reconciles"] = counts["read"] == counts["kept"] + counts["near_duplicates"] + counts["quarantined"]
+    counts["reconciles"] = counts["read"] == (counts["kept"] + counts["near_duplicates"] + counts["quarantined"]
+                                              + counts["label_conflict_quarantined"])
     if not counts["reconciles"]:  # a bug, never a data problem: refuse to go on with lost records
         raise AssertionError(f"record counts do not reconcile: {counts}")
     problems_by_field = Counter(p.field.split("[")[0].split(".")[0] for p in validated.problems)
@@ -195,6 +213,10 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
             "method": "rapidfuzz fuzz.ratio, keep first (seed semantics), length-blocked cdist",
             "dropped": dedup.n_dropped,
             "sample_pairs": near_dups[:20],
+            "on_label_conflict": settings.on_label_conflict,
+            "label_conflicts": len(label_conflicts),  # near-duplicate pairs whose labels differ
+            "label_conflict_quarantined": dedup.n_conflicted,
+            "sample_label_conflicts": label_conflicts[:20],
         },
         "split": {
             "ratios": {"train": round(1 - settings.val_ratio - settings.test_ratio, 4), "val": settings.val_ratio,
@@ -211,9 +233,14 @@ def build_splits(path: Path, schema: TaskSchema, settings: PipelineSettings, out
     atomic_write_jsonl(out_dir / "records.jsonl", rows)
     atomic_write_jsonl(out_dir / "quarantine.jsonl", _json_safe(validated.quarantined))
     atomic_write_jsonl(out_dir / "near_duplicates.jsonl", near_dups)
+    atomic_write_jsonl(out_dir / "label_conflicts.jsonl", label_conflicts)
     report = _json_safe(report)  # ignored field names come from the file and may hold lone surrogates
     atomic_write_json(out_dir / "report.json", report)  # written last: its presence marks a complete folder
     return report
+
+
+def _class_name(label: int, schema: TaskSchema) -> str:
+    return schema.class_names[label] if 0 <= label < len(schema.class_names) else str(label)
 
 
 def _json_safe(value: Any) -> Any:

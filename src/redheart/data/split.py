@@ -55,9 +55,12 @@ def normalise_for_leakage(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def find_leaks(texts: Sequence[str], split: Split, threshold: float) -> list[dict[str, Any]]:
+def find_leaks(texts: Sequence[str], split: Split, threshold: float,
+               labels: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Pairs of records in different splits whose texts are equal (after normalisation) or
-    near-duplicates (fuzz.ratio / 100 >= threshold, same rule as dedup)."""
+    near-duplicates (fuzz.ratio / 100 >= threshold, same rule as dedup). With `labels`, only pairs of
+    the same label: near-duplicates with different labels are different examples (dedup reports them as
+    label conflicts), and seeing one in training does not give away the other's answer."""
     owner = np.empty(len(texts), dtype=object)
     for name, idx in split.items():
         owner[idx] = name
@@ -67,6 +70,8 @@ def find_leaks(texts: Sequence[str], split: Split, threshold: float) -> list[dic
     by_form: dict[str, int] = {}
     for i in members.tolist():
         form = normalise_for_leakage(texts[i])
+        if labels is not None:
+            form = f"{labels[i]}\x00{form}"
         j = by_form.setdefault(form, i)
         if j != i and owner[i] != owner[j]:
             leaks[(min(i, j), max(i, j))] = {"kind": "exact", "similarity": 1.0}
@@ -74,7 +79,7 @@ def find_leaks(texts: Sequence[str], split: Split, threshold: float) -> list[dic
     subset = [texts[i] for i in members.tolist()]
     for a, b, score in similar_pairs(subset, threshold):
         i, j = int(members[a]), int(members[b])
-        if owner[i] != owner[j]:
+        if owner[i] != owner[j] and (labels is None or labels[i] == labels[j]):
             leaks.setdefault((min(i, j), max(i, j)), {"kind": "near", "similarity": round(score, 4)})
     return [
         {"a": i, "b": j, "split_a": owner[i], "split_b": owner[j], **info} for (i, j), info in sorted(leaks.items())

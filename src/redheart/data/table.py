@@ -27,16 +27,30 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from redheart.data.errors import DataFileError
+from redheart.data.errors import DataConfigError, DataFileError
 from redheart.data.sources import RawRecord, foreign_bom
 from redheart.schema import TaskSchema
 
 _QUOTING = {"none": csv.QUOTE_NONE, "minimal": csv.QUOTE_MINIMAL}
+# A tab cannot be typed as "\t" on the command line: Hydra keeps the backslash and the t.
+_TAB_HINT = ("for a tab write sep: \"\\t\" (double quotes) in a YAML data config, or pass a real tab in quotes "
+             "on the command line, in bash: $'data.table.sep=\\'\\t\\''")
+
+log = logging.getLogger(__name__)
+
+
+def check_separator(sep: Any) -> str:
+    """The csv module needs exactly one character; say so (and how to pass a tab) instead of its TypeError."""
+    if isinstance(sep, str) and len(sep) == 1:
+        return sep
+    what = f"{len(sep)} characters" if isinstance(sep, str) and sep else "empty" if sep == "" else type(sep).__name__
+    raise DataConfigError(f"data.table.sep must be exactly one character, got {sep!r} ({what}); {_TAB_HINT}")
 
 
 def _parse_number(cell: str) -> float | None:
@@ -76,13 +90,18 @@ def _check_spec(where: str, spec: Mapping[str, Any] | None) -> None:
     if not spec:
         return
     if not spec.get("column"):
-        raise ValueError(f"{where} must name a column")
+        raise DataConfigError(f"{where} must name a column")
     if ("range" in spec) == ("map" in spec):
-        raise ValueError(f"{where} needs exactly one of `range: [lo, hi]` or `map: {{code: value}}`")
+        raise DataConfigError(f"{where} needs exactly one of `range: [lo, hi]` or `map: {{code: value}}`")
     if "range" in spec:
         bounds = list(spec["range"])
         if len(bounds) != 2 or float(bounds[0]) == float(bounds[1]):
-            raise ValueError(f"{where}.range must be two different numbers [lo, hi], got {bounds}")
+            raise DataConfigError(f"{where}.range must be two different numbers [lo, hi], got {bounds}")
+
+
+def _csv_quoted(text: str) -> bool:
+    stripped = text.strip()
+    return len(stripped) >= 2 and stripped[0] == stripped[-1] == '"' and '""' in stripped[1:-1]
 
 
 def _fmt(number: float) -> str:
@@ -95,27 +114,28 @@ class TableAdapter:
     def __init__(self, table: Mapping[str, Any], schema: TaskSchema) -> None:
         self.cfg = dict(table)
         self.schema = schema
-        self.sep = self.cfg.get("sep", ",")
+        self.sep = check_separator(self.cfg.get("sep", ","))
         quoting = self.cfg.get("quoting", "minimal")
         if quoting not in _QUOTING:
-            raise ValueError(f"data.table.quoting must be one of {sorted(_QUOTING)}, got {quoting!r}")
+            raise DataConfigError(f"data.table.quoting must be one of {sorted(_QUOTING)}, got {quoting!r}")
         self.quoting = _QUOTING[quoting]
         self.columns = dict(self.cfg.get("columns", {}))
         for required in ("text", "label"):
             if not self.columns.get(required):
-                raise ValueError(f"data.table.columns.{required} must name a column")
+                raise DataConfigError(f"data.table.columns.{required} must name a column")
         self.label_encoding = self.cfg.get("label_encoding", "name")
         if self.label_encoding not in {"name", "index"}:
-            raise ValueError("data.table.label_encoding must be 'name' or 'index'")
+            raise DataConfigError("data.table.label_encoding must be 'name' or 'index'")
         self.label_offset = int(self.cfg.get("label_offset", 0))
         self.targets = dict(self.cfg.get("targets") or {})
         unknown = set(self.targets) - {"intensity", "regret_factor", "bentham", "surd"}
         if unknown:
-            raise ValueError(f"data.table.targets has unknown keys {sorted(unknown)}")
+            raise DataConfigError(f"data.table.targets has unknown keys {sorted(unknown)}")
         for group, names in (("bentham", schema.bentham_names), ("surd", schema.surd_names)):
             extra = set(self.targets.get(group) or {}) - set(names)
             if extra:
-                raise ValueError(f"data.table.targets.{group} names {sorted(extra)} not in the schema {list(names)}")
+                raise DataConfigError(f"data.table.targets.{group} names {sorted(extra)} "
+                                      f"not in the schema {list(names)}")
             for name, spec in (self.targets.get(group) or {}).items():
                 _check_spec(f"data.table.targets.{group}.{name}", spec)
         for key in ("intensity", "regret_factor"):
@@ -153,7 +173,21 @@ class TableAdapter:
             records.append(self._to_record(len(records), first_line, header, fields))
         if not records:
             raise DataFileError(path, "file holds a header but no rows")
+        self._warn_csv_quoting(path, records)
         return records
+
+    def _warn_csv_quoting(self, path: Path, records: list[RawRecord]) -> None:
+        """With quoting: none, a CSV-quoted file keeps its escapes: "a ""b"" c" stays as it is in the text.
+        Counted: texts wrapped in quotes that hold a doubled quote, the mark of CSV quoting (a stray ""
+        at the end of a text, as ISEAR's broken escapes have, is not)."""
+        if self.quoting != csv.QUOTE_NONE:
+            return
+        doubled = sum(_csv_quoted(r.data["text"]) for r in records if isinstance(r.data, dict)
+                      and isinstance(r.data.get("text"), str))
+        if doubled:
+            log.warning('%s: %d texts hold doubled quotes ("") inside quotes, the CSV escape of a quote: with '
+                        "data.table.quoting: none they stay in the text; if the file uses CSV quoting, set "
+                        "data.table.quoting: minimal", path, doubled)
 
     @staticmethod
     def _rows(path: Path, reader: Any) -> Iterator[tuple[int, list[str]]]:

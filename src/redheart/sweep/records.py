@@ -21,7 +21,7 @@ from redheart.run_folder import EPOCH_HISTORY, NAN_EVENT
 LR_KEY = "optim.lr"
 # Settings that do not change what a job learns (where it writes, how it reports).
 NOT_IN_SIGNATURE = ("hydra", "paths", "run_name", "task_name", "ckpt_path", "callbacks", "logger", "test",
-                    "lr_sweep", "optimized_metric")
+                    "lr_sweep", "optimized_metric", "optuna_trial", "threads")
 
 
 def signature(job_cfg: DictConfig) -> str:
