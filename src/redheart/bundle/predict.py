@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,10 @@ def predict_file(model: RedHeartModel, input_path: Path, output_path: Path, fmt:
     check_input(input_path)
     size = int(batch_size or model.batch_size)
     pairs = read_texts(input_path, fmt, table, model.schema)
+    first = next(pairs, None)  # an input without any text is refused before a progress bar or file appears
+    if first is None:
+        raise BundleError(f"input={input_path}: no text in it (blank lines only); give at least one text")
+    pairs = chain([first], pairs)
     as_array = output_path.suffix.lower() == ".json"
     total = count_texts(input_path, fmt)
     if total == 0:  # before the progress bar opens, so the error stays the only line on the terminal
@@ -55,8 +59,6 @@ def predict_file(model: RedHeartModel, input_path: Path, output_path: Path, fmt:
                     count += 1
                 bar.update(len(batch))
             out.write("\n]\n" if as_array else "")
-        if count == 0:
-            raise BundleError(f"input={input_path}: no text in it (blank lines only); give at least one text")
 
     atomic_write_with(output_path, write)
     return count
