@@ -42,8 +42,6 @@ def predict_file(model: RedHeartModel, input_path: Path, output_path: Path, fmt:
     pairs = chain([first], pairs)
     as_array = output_path.suffix.lower() == ".json"
     total = count_texts(input_path, fmt)
-    if total == 0:  # before the progress bar opens, so the error stays the only line on the terminal
-        raise BundleError(f"input={input_path}: no text in it (blank lines only); give at least one text")
     count = 0
 
     def write(tmp: Path) -> None:
