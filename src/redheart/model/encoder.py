@@ -42,6 +42,7 @@ class SentenceEncoder(nn.Module):
             self.model = AutoModel.from_pretrained(path, trust_remote_code=False)
         else:
             self.model = AutoModel.from_config(AutoConfig.from_pretrained(path, trust_remote_code=False))
+        self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes, dropout must train
         if getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None  # unused (we pool the token states ourselves); would get no gradient
         if gradient_checkpointing:
