@@ -116,6 +116,7 @@ class RedHeartDataModule(LightningDataModule):
         self.bucket = bool(tokens.pop("bucket", False))
         self.tokenizer = Tokenizer(**tokens) if tokens else None
         self.token_ids: list[np.ndarray] | None = None
+        self.token_report: dict | None = None
         self.pad_id = 0
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -133,7 +134,8 @@ class RedHeartDataModule(LightningDataModule):
             return
         folder = Path(self.cache_dir) if self.cache_dir is not None else self.path.parent
         cache = TokenCache(token_cache_path(self.path, self.tokenizer.model_id, folder), self.tokenizer)
-        self.token_ids, prepared.report["tokens"] = cache.tokenize([r.text for r in prepared.records])
+        self.token_ids, self.token_report = cache.tokenize([r.text for r in prepared.records])
+        prepared.report["tokens"] = self.token_report
         self.pad_id = int(cache.pad_id or 0)
 
     def _add_language(self, prepared: PreparedDataset) -> None:
@@ -164,6 +166,11 @@ class RedHeartDataModule(LightningDataModule):
         p = self.prepared
         if self.tokenizer is not None and self.token_ids is None:
             self._tokenize(p)
+        elif self.tokenizer is not None:
+            p.report["tokens"] = self.token_report  # what prepare_data found (a re-read here would say "all hits")
+        p.report.setdefault("language", None)
+        if p.report["language"] is None:
+            self._add_language(p)
         self.datasets = {name: EmbeddingDataset(p.records, p.embeddings, idx, self.schema, self.token_ids)
                          for name, idx in p.split.items()}
 
