@@ -180,3 +180,67 @@ def test_finetune_path_end_to_end_on_the_tiny_preset(tmp_path, tiny_encoder):
     assert all("encoder" in entry["files"] for entry in manifest["checkpoints"])
     params = json.loads((run / "parameters.json").read_text())
     assert params["encoder"]["actual"] > 0 and "encoder" not in params["modules"]
+
+
+@pytest.mark.slow
+def test_crash_and_resume_with_the_encoder_matches_the_uninterrupted_run(tmp_path, tiny_encoder):
+    from redheart.train import train
+    from tests.crash import SimulatedCrash
+    from tests.test_resume import final_state, modular_tensors
+
+    data = write_records(tmp_path / "d.jsonl", 70)
+    run = (*finetune_overrides(tiny_encoder, data), "test=false", "trainer.max_epochs=3", "trainer.deterministic=true",
+           "callbacks.modular_checkpoint.every_n_epochs=1", "optim.encoder.freeze_epochs=1")
+    straight = tmp_path / "straight"
+    train(compose_for(straight, *run))
+    crashed = tmp_path / "crashed"
+    with pytest.raises(SimulatedCrash):  # mid-epoch 2 (0-based 1): the first epoch after the encoder thaws
+        train(compose_for(crashed, *run, "+callbacks.crash._target_=tests.crash.CrashAt", "+callbacks.crash.epoch=1",
+                          "+callbacks.crash.batch=0"))
+    assert train(compose_for(crashed, *run, "ckpt_path=last"))["epochs"] == 3
+    raw_a, ema_a = final_state(straight / "run")
+    raw_b, ema_b = final_state(crashed / "run")
+    assert raw_a.keys() == raw_b.keys() and any(k.startswith("net.encoder.model.") for k in raw_a)
+    assert all(torch.equal(raw_a[k], raw_b[k]) for k in raw_a)
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    modular_a, modular_b = modular_tensors(straight / "run"), modular_tensors(crashed / "run")
+    assert sorted(modular_b) == [1, 2, 3]
+    for epoch, tensors in modular_a.items():
+        assert any(k.split("/", 1)[-1].startswith("encoder.") for k in tensors)
+        assert all(torch.equal(tensors[k], modular_b[epoch][k]) for k in tensors), epoch
+
+
+def test_crossover_takes_the_encoder_from_its_own_epoch(tmp_path, tiny_encoder):
+    from safetensors.torch import load_file
+
+    from callbacks.modular_checkpoint import ModularCheckpoint
+    from redheart.crossover.rebuild import build_net
+    from redheart.crossover.run import crossover_and_evaluate
+    from redheart.io import atomic_write_json
+
+    cfg = compose_for(tmp_path, *finetune_overrides(tiny_encoder, tmp_path / "d.jsonl"))
+    run_dir = Path(cfg.paths.output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    atomic_write_json(run_dir / "run.json", {"config": config})
+    atomic_write_json(run_dir / "metrics.json", {"embedding_dim": 64})
+    writer = ModularCheckpoint(str(run_dir / "modular"), config["module_groups"])
+    net = build_net(cfg, 64)
+    writer._group_names = {g: list(m) for g, m in writer.module_groups.partition(net.named_parameters()).items()}
+    assert "encoder" in writer._group_names
+    for epoch in (1, 2, 3):  # every epoch's weights differ, so each tensor names its epoch
+        torch.manual_seed(epoch)
+        raw = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+        writer._write(epoch, raw, None, {"epoch": epoch, "weights_evaluated": "raw"})
+    groups = list(config["module_groups"])
+    choice = {g: 3 for g in groups} | {"encoder": 1}
+    result = crossover_and_evaluate({**choice, "weights": "raw"}, {"enabled": False}, run_dir, None, tmp_path / "x")
+    assembled = load_file(result["crossover"])
+    encoder_names = [k for k in assembled if k.startswith("encoder.")]
+    assert encoder_names and any(k.startswith("encoder.model.encoder.layer.") for k in encoder_names)
+    for epoch_of, names in ((1, encoder_names), (3, [k for k in assembled if not k.startswith("encoder.")])):
+        stored = {}
+        for group in groups:
+            path = run_dir / "modular" / f"epoch_{epoch_of:03d}" / f"{group}.safetensors"
+            stored |= {k.split("/", 1)[1]: v for k, v in load_file(path).items() if k.startswith("raw/")}
+        assert all(torch.equal(assembled[k], stored[k]) for k in names)
+    build_net(cfg, 64).load_state_dict(assembled)  # strict: the assembled file is the whole net
