@@ -244,3 +244,16 @@ def test_crossover_takes_the_encoder_from_its_own_epoch(tmp_path, tiny_encoder):
             stored |= {k.split("/", 1)[1]: v for k, v in load_file(path).items() if k.startswith("raw/")}
         assert all(torch.equal(assembled[k], stored[k]) for k in names)
     build_net(cfg, 64).load_state_dict(assembled)  # strict: the assembled file is the whole net
+
+
+def test_the_lr_sweep_can_sweep_the_encoder_lr(tmp_path):
+    from redheart.sweep.records import job_entry, signature
+
+    def cfg(*extra: str):
+        return compose_for(tmp_path, "encoder=finetune", "lr_sweep.param=optim.encoder.lr", *extra)
+
+    a, b = cfg("optim.encoder.lr=2e-5"), cfg("optim.encoder.lr=1e-4")
+    assert signature(a) == signature(b)              # the swept LR is not part of what a job is
+    assert signature(a) != signature(cfg("optim.lr=1e-3"))  # the rest's LR now is
+    entry = job_entry(b, tmp_path / "job", tmp_path, "completed")
+    assert entry["lr"] == pytest.approx(1e-4)
