@@ -188,7 +188,9 @@ class RedHeartDataModule(LightningDataModule):
             return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle, **common)
         dataset = self.datasets[name]
         collate = pad_collate(self.pad_id)
-        if shuffle and self.bucket:
+        # Lightning shards a plain sampler across DDP processes but not a custom batch sampler: no buckets there
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if shuffle and self.bucket and not (distributed and torch.distributed.get_world_size() > 1):
             sampler = LengthBucketSampler([len(t) for t in dataset.token_ids], self.batch_size)
             return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **common)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate, **common)
