@@ -117,6 +117,7 @@ class RedHeartDataModule(LightningDataModule):
         self.tokenizer = Tokenizer(**tokens) if tokens else None
         self.token_ids: list[np.ndarray] | None = None
         self.token_report: dict | None = None
+        self.language_report: dict | None = None
         self.pad_id = 0
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -139,8 +140,10 @@ class RedHeartDataModule(LightningDataModule):
         self.pad_id = int(cache.pad_id or 0)
 
     def _add_language(self, prepared: PreparedDataset) -> None:
-        model = self.tokenizer.model_path if self.tokenizer is not None else getattr(self.encoder, "model_name", None)
-        prepared.report["language"] = script_report([r.text for r in prepared.records], model)
+        if self.language_report is None:  # once per datamodule: setup() re-reads the prepared data
+            model = self.tokenizer.model_path if self.tokenizer is not None else getattr(self.encoder, "model_name", None)
+            self.language_report = script_report([r.text for r in prepared.records], model)
+        prepared.report["language"] = self.language_report
 
     def prepare_data(self) -> None:
         prepared = self._prepare()
@@ -168,9 +171,7 @@ class RedHeartDataModule(LightningDataModule):
             self._tokenize(p)
         elif self.tokenizer is not None:
             p.report["tokens"] = self.token_report  # what prepare_data found (a re-read here would say "all hits")
-        p.report.setdefault("language", None)
-        if p.report["language"] is None:
-            self._add_language(p)
+        self._add_language(p)
         self.datasets = {name: EmbeddingDataset(p.records, p.embeddings, idx, self.schema, self.token_ids)
                          for name, idx in p.split.items()}
 
