@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,9 @@ def test_finetune_path_end_to_end_on_the_tiny_preset(tmp_path, tiny_encoder):
     assert report["tokens"]["requested"] == 70 and report["language"]["scripts"]["Latin"] == 1.0
     manifest = json.loads((run / "modular" / "manifest.json").read_text())
     assert all("encoder" in entry["files"] for entry in manifest["checkpoints"])
+    stats = json.loads((run / "modular" / "metrics_epoch_002.json").read_text())["groups"]["encoder"]
+    for key in ("grad_norm_mean", "update_ratio", "dead_unit_fraction"):  # the monitors cover the encoder
+        assert stats[key] is not None and math.isfinite(stats[key]), key
     params = json.loads((run / "parameters.json").read_text())
     assert params["encoder"]["actual"] > 0 and "encoder" not in params["modules"]
 
