@@ -141,7 +141,7 @@ class RedHeartDataModule(LightningDataModule):
 
     def _add_language(self, prepared: PreparedDataset) -> None:
         if self.language_report is None:  # once per datamodule: setup() re-reads the prepared data
-            model = self.tokenizer.model_path if self.tokenizer is not None else getattr(self.encoder, "model_name", None)
+            model = self.tokenizer.model_name if self.tokenizer is not None else getattr(self.encoder, "model_name", None)
             self.language_report = script_report([r.text for r in prepared.records], model)
         prepared.report["language"] = self.language_report
 

@@ -36,6 +36,7 @@ class Tokenizer:
     def __init__(self, model: str = PACKAGED_MODEL, max_length: int = 128) -> None:
         if int(max_length) < 2:
             raise ValueError(f"data.tokens.max_length must be >= 2, got {max_length}")
+        self.model_name = model
         self.model_path = resolve_model_path(model)
         self.max_length = int(max_length)
         local = Path(self.model_path)
