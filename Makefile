@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: isear-present setup demo tensorboard test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume bench-threads isear isear-data clean-cache
+.PHONY: isear-finetune bench-isear-encoder isear-present setup demo tensorboard test lint sweep bench bench-dedup bench-cache bench-memory bench-callbacks bench-analysis bench-crossover bench-kill-resume bench-threads isear isear-data clean-cache
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,16 @@ ISEAR ?= ../shared/data/isear/isear.csv
 ISEAR_ARGS ?=
 isear: setup isear-present
 	$(PY) -m redheart.demo experiment=isear task_name=isear data.path=$(abspath $(ISEAR)) $(ISEAR_ARGS)
+
+# The same pipeline with all-MiniLM-L6-v2 fine-tuned inside the model (experiment=isear_finetune: small
+# preset, LLRD, 3 epochs; a short sweep of the encoder's LR). docs/results.md holds its figures.
+isear-finetune: setup isear-present
+	$(PY) -m redheart.demo experiment=isear_finetune task_name=isear_finetune data.path=$(abspath $(ISEAR)) \
+		sweep=short sweep_param=optim.encoder.lr sweep_range=3e-5,1.2e-4 $(ISEAR_ARGS)
+
+# frozen vs fine-tuned encoder vs plain fine-tuning on ISEAR → bench/results/isear_encoder.json (~40 min, 2 cores)
+bench-isear-encoder: setup isear-present
+	$(PY) bench/isear_encoder.py --data $(abspath $(ISEAR))
 
 # Data pipeline only on ISEAR.
 isear-data: setup isear-present

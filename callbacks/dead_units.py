@@ -9,6 +9,7 @@ during validation, so training steps pay nothing.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 import lightning as L
@@ -19,6 +20,18 @@ from typing_extensions import override
 from callbacks.module_groups import ModuleGroups, target_module
 
 ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.ReLU6, nn.Mish, nn.ELU, nn.CELU, nn.SELU)
+HF_ACTIVATIONS = ("GELUActivation", "NewGELUActivation", "FastGELUActivation", "QuickGELUActivation",
+                  "GELUTanh", "ClippedGELUActivation", "SiLUActivation", "ReLUSquaredActivation")
+
+
+def activation_types() -> tuple[type, ...]:
+    """torch's activations, plus Hugging Face's own when transformers is loaded (a fine-tuned encoder).
+
+    Without them the `encoder` group would have no hooked unit and a NaN dead-unit fraction. transformers
+    is not imported here: a run without a Hugging Face model never pays for it.
+    """
+    hf = sys.modules.get("transformers.activations")
+    return ACTIVATIONS + tuple(getattr(hf, n) for n in HF_ACTIVATIONS if hf is not None and hasattr(hf, n))
 
 
 class DeadUnitMonitor(L.Callback):
@@ -43,8 +56,9 @@ class DeadUnitMonitor(L.Callback):
     @override
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._alive = {}
+        kinds = activation_types()
         for name, module in target_module(pl_module).named_modules():
-            if isinstance(module, ACTIVATIONS) and self.module_groups.group_of(name) is not None:
+            if isinstance(module, kinds) and self.module_groups.group_of(name) is not None:
                 self._handles.append(module.register_forward_pre_hook(self._hook(name)))
 
     @override

@@ -39,7 +39,13 @@ def warmup_decay(decay: float, num_averaged: int) -> float:
 def warmup_ema_multi_avg_fn(decay: float) -> Callable:
     @torch.no_grad()
     def ema_update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        torch._foreach_lerp_(averaged, current, 1.0 - warmup_decay(decay, int(num_averaged)))
+        floating = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
+        if floating:
+            torch._foreach_lerp_([a for a, _ in floating], [c for _, c in floating],
+                                 1.0 - warmup_decay(decay, int(num_averaged)))
+        for a, c in zip(averaged, current, strict=True):  # integer buffers (a transformer's position ids)
+            if not a.is_floating_point():
+                a.copy_(c)
 
     return ema_update
 

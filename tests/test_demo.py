@@ -61,3 +61,31 @@ def test_make_isear_without_the_data_says_where_to_put_it(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"ISEAR not found at {missing}" in result.stdout and "make isear ISEAR=/path/to/isear.csv" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_demo_with_the_fine_tuned_encoder_sweeps_its_lr_and_gives_it_a_sweet_spot(tmp_path):
+    from tests.conftest import make_tiny_encoder
+
+    encoder = make_tiny_encoder(tmp_path / "bert")
+    args = [sys.executable, "-m", "redheart.demo", "model=tiny", "encoder=finetune", "data.embedding.backend=hashing",
+            "data.embedding.dim=64", f"data.tokens.model={encoder}", "data.tokens.max_length=32",
+            "data.max_samples=400", "trainer.max_epochs=4", "sweep=short", "sweep_param=optim.encoder.lr",
+            "sweep_range=1e-5,1e-3", f"paths.log_dir={tmp_path}", "task_name=tinyft",
+            f"data.cache_dir={tmp_path / 'cache'}", "data.progress=false", "+trainer.enable_progress_bar=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "REDHEART_ROOT": str(REPO_ROOT)}
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "=== 2/4 hierarchical LR sweep of optim.encoder.lr" in result.stdout
+    outputs = tmp_path / "tinyft"
+    (sweep,) = (outputs / "lr_sweeps").iterdir()
+    (run,) = (p for p in (outputs / "runs").iterdir() if not p.name.endswith("_data"))
+    chosen = json.loads((sweep / "optimal_lr.json").read_text())
+    config = json.loads((run / "run.json").read_text())["config"]
+    assert config["optim"]["encoder"]["lr"] == pytest.approx(chosen["lr"])  # the sweep chose the encoder's LR
+    assert config["optim"]["lr"] == pytest.approx(5e-4)                      # and left the rest's alone
+    results = run / "analysis_results"
+    module_metrics = json.loads((results / "module_metrics.json").read_text())
+    assert "encoder" in module_metrics["recommended"]                         # its own sweet spot
+    evaluation = json.loads((results / "evaluation.json").read_text())
+    assert {"best_single", "crossover", "logistic_regression"} <= {c["name"] for c in evaluation["candidates"]}

@@ -12,6 +12,11 @@ Extra `key=value` arguments go to every train.py step (e.g. `model=tiny trainer.
 `task_name=NAME` (default `demo`) names the output folder outputs/NAME/, and `paths.log_dir=DIR`
 moves it to DIR/NAME/. `make isear` runs this same pipeline on ISEAR:
 `python -m redheart.demo experiment=isear task_name=isear data.path=...`.
+
+`sweep=full|short|off` (default full) sizes step 2: `short` sweeps 2 LRs for a third of one epoch each,
+`off` skips it and trains with the configured LR. The fine-tuned encoder (`experiment=isear_finetune`,
+`make isear-finetune`) uses `short`, on the encoder's LR (`sweep_param=optim.encoder.lr`): each of its
+epochs costs minutes on 2 cores, where the frozen model's cost seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from redheart.run_folder import ANALYSIS_DIR
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = ["hydra/sweeper=hierarchical_lr", "callbacks=sweep", "hydra.sweeper.stages=2",
          "hydra.sweeper.points_per_stage=3", "trainer.max_epochs=3"]
+SHORT_SWEEP = ["hydra/sweeper=hierarchical_lr", "callbacks=sweep", "hydra.sweeper.stages=1",
+               "hydra.sweeper.points_per_stage=2", "trainer.max_epochs=1", "+trainer.limit_train_batches=0.34"]
+DEMO_KEYS = ("sweep", "sweep_param", "sweep_range")  # the demo's own options, not passed to train.py
 
 
 def step(title: str, args: list[str]) -> float:
@@ -55,13 +63,27 @@ def main(argv: list[str] | None = None) -> None:
     outputs = ROOT / override_of(extra, "paths.log_dir", "outputs") / task
     sweep_dir, run_name = outputs / "lr_sweeps" / stamp, stamp
     run_dir = outputs / "runs" / run_name
-    common = [f"task_name={task}", *(a for a in extra if not a.startswith("task_name="))]
-    times = {
-        "data report": step("1/4 data report", ["train.py", "~model", *common, f"run_name={stamp}_data"]),
-        "LR sweep": step("2/4 hierarchical LR sweep (2 stages x 3 LRs, 3 epochs each)",
-                         ["train.py", "-m", *SWEEP, *common, f"hydra.sweep.dir={sweep_dir}"]),
-        "main run": step("3/4 main run with the chosen LR",
-                         ["train.py", *common, f"run_name={run_name}", f"optim.lr=${{optimal_lr:{sweep_dir}}}"]),
+    sweep = override_of(extra, "sweep", "full")
+    if sweep not in ("full", "short", "off"):
+        print(f"error: sweep={sweep}: choose full, short or off", file=sys.stderr)
+        raise SystemExit(2)
+    param = override_of(extra, "sweep_param", "optim.lr")
+    low_high = override_of(extra, "sweep_range", "")
+    own_keys = ("task_name=", *(f"{k}=" for k in DEMO_KEYS))
+    common = [f"task_name={task}", *(a for a in extra if not a.startswith(own_keys))]
+    times = {"data report": step("1/4 data report", ["train.py", "~model", *common, f"run_name={stamp}_data"])}
+    chosen = []
+    if sweep != "off":
+        plan = SWEEP if sweep == "full" else SHORT_SWEEP
+        what = "2 stages x 3 LRs, 3 epochs each" if sweep == "full" else "2 LRs, a third of an epoch each"
+        options = [f"hydra.sweeper.param={param}", f"lr_sweep.param={param}"] if param != "optim.lr" else []
+        options += [f"hydra.sweeper.lr_range=[{low_high}]"] if low_high else []
+        times["LR sweep"] = step(f"2/4 hierarchical LR sweep of {param} ({what})",
+                                 ["train.py", "-m", *plan, *options, *common, f"hydra.sweep.dir={sweep_dir}"])
+        chosen = [f"{param}=${{optimal_lr:{sweep_dir}}}"]
+    times["main run"] = step("3/4 main run" + (" with the chosen LR" if chosen else ""),
+                             ["train.py", *common, f"run_name={run_name}", *chosen])
+    times |= {
         "analysis": step("4/4 sweet spots, crossover, evaluation", ["analyze.py", f"ckpt_dir={run_dir}"]),
     }
     results = run_dir / ANALYSIS_DIR

@@ -50,6 +50,8 @@ def model_arguments(cfg: DictConfig, input_dim: int, schema: TaskSchema) -> dict
     model["optimizer"] = OmegaConf.to_container(cfg.optim.optimizer, resolve=True)
     scheduler = cfg.optim.get("scheduler")
     model["scheduler"] = OmegaConf.to_container(scheduler, resolve=True) if scheduler else None
+    if cfg.optim.get("encoder") is not None:  # the fine-tuned encoder's LR, layer decay, frozen epochs
+        model["encoder_optim"] = OmegaConf.to_container(cfg.optim.encoder, resolve=True)
     return model
 
 
@@ -209,7 +211,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     trainer: L.Trainer | None = None
     output_dir = Path(cfg.paths.output_dir)
-    if cfg.get("model") is not None:
+    # `~model` with encoder=finetune still leaves model.net.encoder behind: a model needs its _target_
+    if cfg.get("model") is not None and "_target_" in cfg.model:
         ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), output_dir)
         trainer = build_trainer(cfg)  # early, so a missing strategy package (DeepSpeed) fails in seconds
     datamodule: RedHeartDataModule = hydra.utils.instantiate(cfg.data)
@@ -228,7 +231,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info(
         "data ready: read %d = kept %d + near-duplicates %d + quarantined %d; train/val/test %s; first batch %s",
         counts["read"], counts["kept"], counts["near_duplicates"], counts["quarantined"],
-        metrics["split_sizes"], metrics["first_batch"]["embedding"],
+        metrics["split_sizes"], metrics["first_batch"].get("input_ids", metrics["first_batch"]["embedding"]),
     )
     if trainer is None:
         log.info("no model configured: stopping after the data pipeline (report in %s)", datamodule.report_dir)

@@ -197,6 +197,10 @@ def parse_settings(cfg: DictConfig | Mapping) -> Settings:
         vote_weights=weights, verify_sha256=bool(node.get("verify_sha256", True)), options=options)
 
 
+# groups only some runs have (the fine-tuned encoder): their config entry is unused without a note otherwise
+OPTIONAL_GROUPS = frozenset({"encoder"})
+
+
 def check_groups(settings: Settings, groups: Mapping[str, Any], manifest: Path) -> list[str]:
     """Every group of the run needs a config entry and a place (coupling or independent).
 
@@ -210,5 +214,5 @@ def check_groups(settings: Settings, groups: Mapping[str, Any], manifest: Path) 
     unplaced = [g for g in groups if g not in placed]
     if unplaced:
         raise AnalysisError(f"{manifest}: group(s) {unplaced} are in neither conf/analysis couplings nor independent")
-    extra = sorted(set(settings.groups) - set(groups))
+    extra = sorted(set(settings.groups) - set(groups) - OPTIONAL_GROUPS)
     return [f"conf/analysis groups {extra} are not groups of this run: ignored"] if extra else []

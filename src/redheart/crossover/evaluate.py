@@ -24,7 +24,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from redheart.crossover.assemble import AssemblyPlan, load_into
 from redheart.crossover.checkpoints import RunCheckpoints
 from redheart.crossover.temperature import calibration_metrics
-from redheart.model.net import MODULE_TASKS
+from redheart.model.net import MODULE_TASKS, net_inputs
 from redheart.training.losses import multitask_loss
 from redheart.training.metrics import TaskMetrics
 
@@ -104,7 +104,7 @@ class Evaluator:
         metrics = TaskMetrics(self.num_classes, self.num_bentham, MODULE_TASKS).to(self.device)
         logits, labels, total, count = [], [], 0.0, 0
         for batch in self._on_device(self.loaders[split]):
-            out = self.net(batch["embedding"])
+            out = self.net(**net_inputs(batch))
             loss, _ = multitask_loss(out, batch, self.loss["weights"], self.loss["label_smoothing"],
                                      self.loss["deep_supervision"])
             size = len(batch["label"])

@@ -4,6 +4,10 @@ Batches are dicts of tensors: `embedding` (B×D), `label` (B), and for each opti
 values and a boolean mask of the same shape (`intensity`, `regret`, `bentham`, `surd` and
 `*_mask`); masked-out values are 0 and must be ignored by the loss. `index` points back into the
 kept records, so any prediction can be traced to its record id.
+
+With `tokens` set (the fine-tuned encoder, conf/encoder/finetune.yaml) batches also carry `input_ids`
+and `attention_mask` [B, L], padded to the batch's longest text; the ids come from a cache beside the
+dataset (data/tokens.py), and training batches can group similar lengths (`tokens.bucket`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from redheart.data.embeddings import build_encoder
 from redheart.data.pipeline import PipelineSettings, PreparedDataset, prepare_dataset
+from redheart.data.scripts import script_report
+from redheart.data.tokens import LengthBucketSampler, TokenCache, Tokenizer, pad_collate, token_cache_path
 from redheart.io import atomic_write_json, atomic_write_with
 from redheart.schema import Record, TaskSchema
 from redheart.threads import init_worker, worker_threads
@@ -47,7 +53,10 @@ def _target_matrix(values: list[list[float | None] | None], width: int) -> tuple
 class EmbeddingDataset(Dataset):
     """Tensors for the records at `indices`, built once; `__getitem__` only slices."""
 
-    def __init__(self, records: list[Record], embeddings: np.ndarray, indices: np.ndarray, schema: TaskSchema):
+    def __init__(self, records: list[Record], embeddings: np.ndarray, indices: np.ndarray, schema: TaskSchema,
+                 token_ids: list[np.ndarray] | None = None):
+        self.token_ids = None if token_ids is None else [torch.from_numpy(token_ids[i].astype(np.int64))
+                                                         for i in indices.tolist()]
         chosen = [records[i] for i in indices.tolist()]
         self.tensors: dict[str, torch.Tensor] = {
             "embedding": torch.from_numpy(np.ascontiguousarray(embeddings[indices], dtype=np.float32)),
@@ -66,7 +75,10 @@ class EmbeddingDataset(Dataset):
         return len(self.tensors["label"])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[i] for k, v in self.tensors.items()}
+        item = {k: v[i] for k, v in self.tensors.items()}
+        if self.token_ids is not None:
+            item["input_ids"] = self.token_ids[i]
+        return item
 
 
 class RedHeartDataModule(LightningDataModule):
@@ -91,6 +103,7 @@ class RedHeartDataModule(LightningDataModule):
         num_workers: int = 0,
         report_dir: str | None = None,
         progress: bool = True,
+        tokens: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -105,6 +118,13 @@ class RedHeartDataModule(LightningDataModule):
         )
         self.encoder = build_encoder(**{"progress": progress, **(embedding or {})})
         self.cache_dir = cache_dir
+        tokens = dict(tokens or {})
+        self.bucket = bool(tokens.pop("bucket", False))
+        self.tokenizer = Tokenizer(**tokens) if tokens else None
+        self.token_ids: list[np.ndarray] | None = None
+        self.token_report: dict | None = None
+        self.language_report: dict | None = None
+        self.pad_id = 0
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.report_dir = Path(report_dir) if report_dir else None
@@ -115,8 +135,27 @@ class RedHeartDataModule(LightningDataModule):
     def _prepare(self) -> PreparedDataset:
         return prepare_dataset(self.path, self.schema, self.settings, self.encoder, self.cache_dir, self.progress)
 
+    def _tokenize(self, prepared: PreparedDataset) -> None:
+        """Token ids of every kept record (cached beside the dataset); stats into the data report."""
+        if self.tokenizer is None:
+            return
+        folder = Path(self.cache_dir) if self.cache_dir is not None else self.path.parent
+        cache = TokenCache(token_cache_path(self.path, self.tokenizer.model_id, folder), self.tokenizer)
+        self.token_ids, self.token_report = cache.tokenize([r.text for r in prepared.records])
+        prepared.report["tokens"] = self.token_report
+        self.pad_id = int(cache.pad_id or 0)
+
+    def _add_language(self, prepared: PreparedDataset) -> None:
+        if self.language_report is None:  # once per datamodule: setup() re-reads the prepared data
+            model = (self.tokenizer.model_name if self.tokenizer is not None
+                     else getattr(self.encoder, "model_name", None))
+            self.language_report = script_report([r.text for r in prepared.records], model)
+        prepared.report["language"] = self.language_report
+
     def prepare_data(self) -> None:
         prepared = self._prepare()
+        self._tokenize(prepared)
+        self._add_language(prepared)
         self._write_report(prepared)
 
     @rank_zero_only
@@ -136,7 +175,12 @@ class RedHeartDataModule(LightningDataModule):
         if self.prepared is None:
             self.prepared = self._prepare()  # every stage is cached: this reads, it does not recompute
         p = self.prepared
-        self.datasets = {name: EmbeddingDataset(p.records, p.embeddings, idx, self.schema)
+        if self.tokenizer is not None and self.token_ids is None:
+            self._tokenize(p)
+        elif self.tokenizer is not None:
+            p.report["tokens"] = self.token_report  # what prepare_data found (a re-read here would say "all hits")
+        self._add_language(p)
+        self.datasets = {name: EmbeddingDataset(p.records, p.embeddings, idx, self.schema, self.token_ids)
                          for name, idx in p.split.items()}
 
     @property
@@ -154,8 +198,17 @@ class RedHeartDataModule(LightningDataModule):
             rank = self.trainer.global_rank if self.trainer is not None else 0
             init = partial(init_worker, threads=worker_threads(torch.get_num_threads(), self.num_workers),
                            seed_rank=rank if seeded else None)
-        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, worker_init_fn=init)
+        common = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0, "worker_init_fn": init}
+        if self.tokenizer is None:
+            return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle, **common)
+        dataset = self.datasets[name]
+        collate = pad_collate(self.pad_id)
+        # Lightning shards a plain sampler across DDP processes but not a custom batch sampler: no buckets there
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if shuffle and self.bucket and not (distributed and torch.distributed.get_world_size() > 1):
+            sampler = LengthBucketSampler([len(t) for t in dataset.token_ids], self.batch_size)
+            return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **common)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from redheart.model.blocks import AttentionPool, ResidualMLP, transformer_stack
+from redheart.model.blocks import AttentionPool, ResidualMLP, masked_mean, transformer_stack
 
 
 class AdvancedEmotionAnalyzer(nn.Module):
@@ -24,8 +24,9 @@ class AdvancedEmotionAnalyzer(nn.Module):
         self.norm = nn.LayerNorm(in_dim)
         self.output = nn.Linear(in_dim, num_classes)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.output(self.norm(self.pool(self.encoder(tokens))))
+    def forward(self, tokens: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        encoded = self.encoder(tokens, src_key_padding_mask=padding)
+        return self.output(self.norm(self.pool(encoded, padding)))
 
 
 class AdvancedRegretAnalyzer(nn.Module):
@@ -37,11 +38,19 @@ class AdvancedRegretAnalyzer(nn.Module):
         self.mlp = ResidualMLP(4 * hidden, mlp_width, mlp_depth, mlp_hidden, dropout)
         self.output = nn.Linear(mlp_width, 1)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        sequence, _ = self.gru(tokens)
+    def forward(self, tokens: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        if padding is None:
+            sequence, _ = self.gru(tokens)
+            last = sequence[:, -1]
+        else:  # packed: each direction runs over the real tokens only (padding sits at the end)
+            lengths = (~padding).sum(1)
+            packed = nn.utils.rnn.pack_padded_sequence(tokens, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            sequence, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True,
+                                                           total_length=tokens.shape[1])
+            last = sequence[torch.arange(len(lengths), device=tokens.device), lengths - 1]
         half = sequence.shape[-1] // 2
         # forward direction's last step and backward direction's first step, plus the mean over steps
-        summary = torch.cat([sequence[:, -1, :half], sequence[:, 0, half:], sequence.mean(dim=1)], dim=-1)
+        summary = torch.cat([last[:, :half], sequence[:, 0, half:], masked_mean(sequence, padding)], dim=-1)
         return self.output(self.mlp(summary))[:, 0]
 
 

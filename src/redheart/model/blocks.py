@@ -46,9 +46,10 @@ class AttentionPool(nn.Module):
         self.query = nn.Parameter(torch.randn(1, 1, dim) * dim**-0.5)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        """`padding` [B, T], True where a token is padding: never attended to."""
         query = self.query.expand(tokens.shape[0], -1, -1)
-        pooled, _ = self.attn(query, tokens, tokens, need_weights=False)
+        pooled, _ = self.attn(query, tokens, tokens, key_padding_mask=padding, need_weights=False)
         return pooled[:, 0]
 
 
@@ -62,12 +63,12 @@ class AttentiveReader(nn.Module):
         self.encoder = ResidualMLP(in_dim, width, depth, hidden, dropout)
         self.output = nn.Linear(width, out_dim)
 
-    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.pool(tokens))
+    def encode(self, tokens: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(self.pool(tokens, padding))
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, padding: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """→ (prediction [B, out_dim], features [B, width])."""
-        features = self.encode(tokens)
+        features = self.encode(tokens, padding)
         return self.output(features), features
 
 
@@ -79,3 +80,11 @@ def transformer_stack(dim: int, heads: int, ffn: int, layers: int, dropout: floa
     layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, activation=nn.GELU(), batch_first=True,
                                        norm_first=True)
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+def masked_mean(tokens: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the non-padding tokens of [B, T, D] (`padding` True where padded; None: plain mean)."""
+    if padding is None:
+        return tokens.mean(dim=1)
+    keep = (~padding).unsqueeze(-1).to(tokens.dtype)
+    return (tokens * keep).sum(1) / keep.sum(1).clamp_min(1.0)

@@ -48,9 +48,9 @@ class TaskHeads(nn.Module):
         self.exchange = CrossTaskExchange(width, len(TASKS), dropout=dropout, **exchange)
         self.num_classes = num_classes
 
-    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, padding: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         heads = [getattr(self, task) for task in TASKS]
-        exchanged = self.exchange(torch.stack([head.encode(tokens) for head in heads], dim=1))
+        exchanged = self.exchange(torch.stack([head.encode(tokens, padding) for head in heads], dim=1))
         out = {task: head.output(exchanged[:, i]) for i, (task, head) in enumerate(zip(TASKS, heads, strict=True))}
         emotion = out.pop("emotion")
         out["emotion"], out["intensity"] = emotion[:, : self.num_classes], emotion[:, self.num_classes]

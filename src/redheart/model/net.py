@@ -5,7 +5,12 @@ State-dict prefixes (fixed; checkpoints, analysis and crossover rely on them):
   analyzers.{neural,advanced}_{emotion,bentham,regret,surd} · analyzers.dsp · analyzers.kalman ·
   phase.{calibrator,empathy,community}
 
-Data flow for one batch of cached sentence embeddings:
+Optional first group: `encoder` (model/encoder.py), the fine-tuned sentence encoder; present only when
+`encoder` is configured (conf/encoder/finetune.yaml). Then the net reads token ids and an attention mask
+instead of cached vectors, and the backbone's sequence carries the words (with a padding mask that
+every attention reader, GRU and pooled mean honours).
+
+Data flow for one batch of cached sentence embeddings (or the encoder's output):
   backbone → tokens, pooled
   emotion:   heads, neural, advanced, DSP logits → Kalman fusion → phase.calibrator → final logits
   intensity: heads.emotion → phase.empathy;   regret: mean(heads, neural, advanced) → phase.empathy
@@ -27,6 +32,7 @@ from redheart.model.advanced_analyzers import (
 )
 from redheart.model.backbone import UnifiedBackbone
 from redheart.model.dsp_kalman import DynamicKalmanFilter, EmotionDSPSimulator
+from redheart.model.encoder import SentenceEncoder
 from redheart.model.heads import TaskHeads
 from redheart.model.neural_analyzers import NeuralAnalyzer
 from redheart.model.phase import PhaseNetworks
@@ -96,23 +102,47 @@ class Analyzers(nn.Module):
         self.kalman = DynamicKalmanFilter(num_classes, sources=len(EMOTION_SOURCES), **kalman)
 
 
+ENCODER = "encoder"  # the fine-tuned encoder's prefix; outside MODULE_TREE, which stays the seed's tree
+
+
+def net_inputs(batch: dict) -> dict[str, torch.Tensor]:
+    """The net's keyword inputs from a batch: token ids and mask when the batch has them, else the vector."""
+    if "input_ids" in batch:
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    return {"embedding": batch["embedding"]}
+
+
 class RedHeartNet(nn.Module):
     def __init__(self, input_dim: int, backbone: dict, heads: dict, analyzers: dict, phase: dict,
-                 num_classes: int = 7, num_bentham: int = 10, num_surd: int = 4, dropout: float = 0.1):
+                 num_classes: int = 7, num_bentham: int = 10, num_surd: int = 4, dropout: float = 0.1,
+                 encoder: dict | None = None):
         super().__init__()
         dim = backbone["dim"]
         self.num_classes = num_classes
+        self.encoder = SentenceEncoder(out_dim=dim, **encoder) if encoder else None
+        if self.encoder is not None:
+            input_dim = self.encoder.hidden  # the backbone reads the encoder's sentence vector
         self.backbone = UnifiedBackbone(input_dim, dropout=dropout, **backbone)
         self.heads = TaskHeads(dim, num_classes=num_classes, num_bentham=num_bentham, num_surd=num_surd,
                                dropout=dropout, **heads)
         self.analyzers = Analyzers(dim, num_classes, num_bentham, num_surd, dropout=dropout, **analyzers)
         self.phase = PhaseNetworks(dim, num_classes, num_bentham, num_surd, dropout=dropout, **phase)
 
-    def forward(self, embedding: torch.Tensor) -> dict:
-        tokens, pooled = self.backbone(embedding)
+    def forward(self, embedding: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> dict:
+        words = word_padding = None
+        if self.encoder is not None:
+            if input_ids is None or attention_mask is None:
+                raise ValueError("this net fine-tunes its encoder: pass input_ids and attention_mask, not embeddings")
+            embedding, words = self.encoder(input_ids, attention_mask)
+            word_padding = attention_mask == 0
+        elif embedding is None:
+            raise ValueError("this net reads cached sentence embeddings: pass `embedding`")
+        tokens, pooled, pad = self.backbone(embedding, words, word_padding)
         a = self.analyzers
-        head_out = self.heads(tokens)
-        neural = {task: getattr(a, f"neural_{task}")(tokens)[0] for task in ("emotion", "bentham", "regret", "surd")}
+        head_out = self.heads(tokens, pad)
+        neural = {task: getattr(a, f"neural_{task}")(tokens, pad)[0]
+                  for task in ("emotion", "bentham", "regret", "surd")}
         modules = {
             "heads.emotion": {"emotion": head_out["emotion"], "intensity": head_out["intensity"]},
             "heads.bentham": {"bentham": head_out["bentham"]},
@@ -122,8 +152,8 @@ class RedHeartNet(nn.Module):
             "analyzers.neural_bentham": {"bentham": neural["bentham"]},
             "analyzers.neural_regret": {"regret": neural["regret"][:, 0]},
             "analyzers.neural_surd": {"surd": neural["surd"]},
-            "analyzers.advanced_emotion": {"emotion": a.advanced_emotion(tokens)},
-            "analyzers.advanced_regret": {"regret": a.advanced_regret(tokens)},
+            "analyzers.advanced_emotion": {"emotion": a.advanced_emotion(tokens, pad)},
+            "analyzers.advanced_regret": {"regret": a.advanced_regret(tokens, pad)},
             "analyzers.advanced_bentham": {"bentham": a.advanced_bentham(pooled)},
             "analyzers.advanced_surd": {"surd": a.advanced_surd(pooled)},
             "analyzers.dsp": {"emotion": a.dsp(pooled)},

@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from redheart.errors import RedHeartError
-from redheart.model.net import MODULE_TREE, PARAMETER_COUNT_GROUPS
+from redheart.model.net import ENCODER, MODULE_TREE, PARAMETER_COUNT_GROUPS
 
 
 class ParameterCountError(RedHeartError, ValueError):
@@ -41,12 +41,18 @@ def _row(actual: int, target: int | None, tolerance: float) -> dict[str, Any]:
 
 
 def parameter_table(net: torch.nn.Module, targets: dict | None = None) -> dict[str, Any]:
-    """Counts per module prefix, per seed group and in total, compared with `targets` when given."""
+    """Counts per module prefix, per seed group and in total, compared with `targets` when given.
+
+    A fine-tuned encoder is counted on its own row (`encoder`) and left out of TOTAL: the seed's figures
+    describe the network behind the sentence encoder, so the targets hold whichever encoder is chosen.
+    """
     targets = targets or {}
     tolerance = float(targets.get("tolerance", 0.01))
     module_targets, group_targets = targets.get("modules", {}), targets.get("groups", {})
     counts = {prefix: sum(p.numel() for p in net.get_submodule(prefix).parameters()) for prefix in MODULE_TREE}
-    total = sum(p.numel() for p in net.parameters())
+    text_encoder = getattr(net, ENCODER, None)
+    encoder_count = sum(p.numel() for p in text_encoder.parameters()) if text_encoder is not None else 0
+    total = sum(p.numel() for p in net.parameters()) - encoder_count
     unassigned = total - sum(counts.values())
     if unassigned:  # every parameter must live under a fixed prefix: checkpoints and crossover rely on it
         raise ParameterCountError(f"{unassigned} parameters sit outside the module tree {list(MODULE_TREE)}")
@@ -59,7 +65,11 @@ def parameter_table(net: torch.nn.Module, targets: dict | None = None) -> dict[s
     failures = [f"module {p}" for p, r in modules.items() if r.get("ok") is False]
     failures += [f"group {g}" for g, r in groups.items() if r.get("ok") is False]
     failures += ["total"] if total_row.get("ok") is False else []
-    return {"modules": modules, "groups": groups, "total": total_row, "tolerance": tolerance, "failures": failures}
+    table = {"modules": modules, "groups": groups, "total": total_row, "tolerance": tolerance, "failures": failures}
+    if text_encoder is not None:
+        table["encoder"] = {"seed_name": "fine-tuned sentence encoder", "actual": encoder_count, "target": None}
+        table["total_with_encoder"] = {"actual": total + encoder_count, "target": None}
+    return table
 
 
 def verify(table: dict[str, Any]) -> None:
@@ -89,6 +99,9 @@ def format_table(table: dict[str, Any]) -> str:
     out += [line(p, r, r["seed_name"][:30]) for p, r in table["modules"].items()]
     out += ["", f"{'group':<28}"] + [line(g, r) for g, r in table["groups"].items()]
     out += ["", line("TOTAL", table["total"])]
+    if "encoder" in table:
+        out += ["", line(ENCODER, table["encoder"], table["encoder"]["seed_name"]),
+                line("TOTAL with encoder", table["total_with_encoder"])]
     return "\n".join(out)
 
 

@@ -19,13 +19,13 @@ from omegaconf import DictConfig
 
 from redheart.sweep.cumulative import CumulativeResults
 from redheart.sweep.optimal import cumulative_path, write_optimal
-from redheart.sweep.records import LR_KEY, job_entry
+from redheart.sweep.records import LR_KEY, job_entry, swept_param
 
 log = logging.getLogger(__name__)
 
 
-def sweeps_lr(overrides: list[str]) -> bool:
-    return any(o.split("=", 1)[0].lstrip("+~") == LR_KEY for o in overrides)
+def sweeps_lr(overrides: list[str], param: str = LR_KEY) -> bool:
+    return any(o.split("=", 1)[0].lstrip("+~") == param for o in overrides)
 
 
 def record_job(job_cfg: DictConfig, job_return: JobReturn, sweep_dir: Path, cumulative: Path,
@@ -44,7 +44,8 @@ def record_job(job_cfg: DictConfig, job_return: JobReturn, sweep_dir: Path, cumu
 
 class LRSweepCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if config.hydra.mode != RunMode.MULTIRUN or not sweeps_lr(list(job_return.overrides or [])):
+        overrides = list(job_return.overrides or [])
+        if config.hydra.mode != RunMode.MULTIRUN or not sweeps_lr(overrides, swept_param(config)):
             return
         record_job(config, job_return, Path(config.hydra.sweep.dir), cumulative_path(config))
 

@@ -18,7 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from redheart.run_folder import EPOCH_HISTORY, NAN_EVENT
 
-LR_KEY = "optim.lr"
+LR_KEY = "optim.lr"  # the default swept LR; `lr_sweep.param` may name another (optim.encoder.lr)
+
+
+def swept_param(cfg: DictConfig) -> str:
+    """The LR a sweep varies: `lr_sweep.param` when the config sets it, else optim.lr."""
+    return str(OmegaConf.select(cfg, "lr_sweep.param", default=None) or LR_KEY)
 # Settings that do not change what a job learns (where it writes, how it reports).
 NOT_IN_SIGNATURE = ("hydra", "paths", "run_name", "task_name", "ckpt_path", "callbacks", "logger", "test",
                     "lr_sweep", "optimized_metric", "optuna_trial", "threads")
@@ -26,10 +31,16 @@ NOT_IN_SIGNATURE = ("hydra", "paths", "run_name", "task_name", "ckpt_path", "cal
 
 def signature(job_cfg: DictConfig) -> str:
     """Short hash of the job config without its learning rate and its output settings."""
+    param = swept_param(job_cfg)
     cfg = OmegaConf.to_container(job_cfg, resolve=False)
     for key in NOT_IN_SIGNATURE:
         cfg.pop(key, None)
-    cfg.get("optim", {}).pop("lr", None)
+    *parents, leaf = param.split(".")
+    node = cfg
+    for key in parents:
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict):
+        node.pop(leaf, None)
     cfg.get("data", {}).pop("progress", None)
     trainer = {k: v for k, v in cfg.pop("trainer", {}).items()
                if k in ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val",
@@ -50,7 +61,7 @@ def job_entry(job_cfg: DictConfig, job_dir: Path, sweep_dir: Path, status: str, 
         status, error = "diverged", f"step {event.get('step')}, epoch {event.get('epoch')}: {event.get('cause')}"
     return {
         "key": str(Path(job_dir).resolve()),
-        "lr": float(OmegaConf.select(job_cfg, LR_KEY)),
+        "lr": float(OmegaConf.select(job_cfg, swept_param(job_cfg))),
         "signature": signature(job_cfg),
         "status": status if epochs or status != "completed" else "no_history",
         "error": error,

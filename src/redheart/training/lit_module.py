@@ -16,7 +16,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
-from redheart.model.net import MODULE_TASKS
+from redheart.model.net import MODULE_TASKS, net_inputs
 from redheart.safe_targets import NET, check_targets, is_torch_optimizer
 from redheart.training.losses import multitask_loss, symmetric_kl
 from redheart.training.metrics import TaskMetrics
@@ -32,12 +32,15 @@ def _plain(value: Any) -> Any:
 
 class RedHeartLitModule(L.LightningModule):
     def __init__(self, net: dict, optimizer: dict, scheduler: dict | None = None, loss: dict | None = None,
-                 rdrop: dict | None = None, layerwise_lr: dict | None = None, param_targets: dict | None = None):
+                 rdrop: dict | None = None, layerwise_lr: dict | None = None, param_targets: dict | None = None,
+                 encoder_optim: dict | None = None):
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
         loss = {**DEFAULT_LOSS, **(_plain(loss) or {})}
         rdrop = _plain(rdrop) or {"enabled": False, "alpha": 1.0}
         layerwise_lr = _plain(layerwise_lr) or {"enabled": False}
+        # the fine-tuned encoder's LR, layer decay and how many first epochs it stays frozen
+        encoder_optim = _plain(encoder_optim) or None
         for task in DEFAULT_LOSS["weights"]:
             if task not in loss["weights"]:
                 raise ValueError(f"model.loss.weights has no weight for task {task!r} (got {sorted(loss['weights'])})")
@@ -49,8 +52,8 @@ class RedHeartLitModule(L.LightningModule):
         check_targets({"optimizer": optimizer, "scheduler": scheduler}, "model optimizer/scheduler", ValueError,
                       frozenset(), is_torch_optimizer)
         self.save_hyperparameters({"net": net, "optimizer": optimizer, "scheduler": scheduler, "loss": loss,
-                                   "rdrop": rdrop, "layerwise_lr": layerwise_lr,
-                                   "param_targets": _plain(param_targets)})
+                                   "rdrop": rdrop, "layerwise_lr": layerwise_lr, "param_targets": _plain(param_targets),
+                                   "encoder_optim": encoder_optim})
         self.net = hydra.utils.instantiate(net)
         num_classes, num_bentham = net.get("num_classes", 7), net.get("num_bentham", 10)
         self.train_metrics = TaskMetrics(num_classes, num_bentham, final_only=True)
@@ -63,18 +66,18 @@ class RedHeartLitModule(L.LightningModule):
         # The last training step's loss parts (detached): what callbacks/nan_guard.py names when the loss is NaN.
         self.last_train_losses: dict[str, torch.Tensor] = {}
 
-    def forward(self, embedding: torch.Tensor) -> dict:
-        return self.net(embedding)
+    def forward(self, embedding: torch.Tensor | None = None, **inputs: torch.Tensor) -> dict:
+        return self.net(embedding, **inputs)
 
     def _loss(self, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.hparams.loss
         return multitask_loss(out, batch, cfg["weights"], cfg["label_smoothing"], cfg["deep_supervision"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        out = self.net(batch["embedding"])
+        out = self.net(**net_inputs(batch))
         loss, parts = self._loss(out, batch)
         if self.hparams.rdrop["enabled"]:
-            out_b = self.net(batch["embedding"])  # a second pass: different dropout masks
+            out_b = self.net(**net_inputs(batch))  # a second pass: different dropout masks
             loss_b, _ = self._loss(out_b, batch)
             consistency = symmetric_kl(out["final"]["emotion"], out_b["final"]["emotion"])
             loss = 0.5 * (loss + loss_b) + self.hparams.rdrop["alpha"] * consistency
@@ -102,13 +105,27 @@ class RedHeartLitModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.epoch_train_loss.reset()
+        self._hold_encoder(self.current_epoch)
+
+    def _hold_encoder(self, epoch: int) -> None:
+        """Freeze the pretrained encoder for its first `freeze_epochs` epochs (the new layers settle first).
+
+        Frozen parameters get no gradient, so AdamW leaves them (and their moments) untouched.
+        """
+        encoder = getattr(self.net, "encoder", None)
+        if encoder is None:
+            return
+        frozen = epoch < int((self.hparams.encoder_optim or {}).get("freeze_epochs", 0))
+        encoder.frozen = frozen
+        for param in encoder.model.parameters():
+            param.requires_grad_(not frozen)
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics("train", self.train_metrics)
         self._log_epoch()
 
     def _eval_step(self, stage: str, batch: dict, metrics: TaskMetrics) -> None:
-        out = self.net(batch["embedding"])
+        out = self.net(**net_inputs(batch))
         loss, parts = self._loss(out, batch)
         size = len(batch["label"])
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=size, sync_dist=True)
@@ -143,9 +160,14 @@ class RedHeartLitModule(L.LightningModule):
     def configure_optimizers(self) -> dict:
         optimizer_factory = hydra.utils.instantiate(self.hparams.optimizer)
         base = optimizer_factory.keywords
-        groups = parameter_groups(self.net, base["lr"], base.get("weight_decay", 0.0), self.hparams.layerwise_lr)
+        groups = parameter_groups(self.net, base["lr"], base.get("weight_decay", 0.0), self.hparams.layerwise_lr,
+                                  self.hparams.encoder_optim)
         optimizer = optimizer_factory(groups)
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
-        scheduler = hydra.utils.instantiate(self.hparams.scheduler)(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        settings = dict(self.hparams.scheduler)
+        interval = settings.pop("interval", "epoch")  # `step` for per-step schedules (one_cycle)
+        if settings.get("total_steps") == "auto":
+            settings["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = hydra.utils.instantiate(settings)(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

@@ -1,0 +1,333 @@
+"""ISEAR: frozen vectors vs the fine-tuned encoder inside the project's model vs plain fine-tuning.
+
+    python bench/isear_encoder.py [--quick] [--out DIR] [--reuse]
+        [--variants frozen,finetune,finetune_hi,plain_finetune]
+
+Same data pipeline and split as `python train.py experiment=isear` (conf/data/isear.yaml, seed 42).
+Variants (each in its own child process, so its wall time and peak RSS are its own):
+- frozen: the `small` preset on cached all-MiniLM-L6-v2 vectors (today's default), `--frozen-epochs`;
+- finetune: the `small` preset with MiniLM inside (encoder=finetune: LLRD, one-cycle, 3 epochs), two
+  candidates: the config's encoder LR 8e-5 / decay 0.85 (`finetune_default`) and 1.2e-4 / 0.9
+  (`finetune_hi`); `finetune` is the one with the higher val accuracy;
+- plain_finetune: MiniLM, mean pooling, one linear layer; AdamW encoder LR 5e-5, head 1e-3, one-cycle
+  (torch OneCycleLR, 10% warm-up), batch 32, label smoothing 0.1, same split, same 3 epochs.
+Every variant is scored on val and test after each epoch; the epoch with the best val accuracy is
+kept (chosen on val, never on test). The logistic regression is crossover/baseline.py on the frozen
+vectors. CIs: 95% percentile bootstrap (crossover/bootstrap.py); deltas are paired on the test records.
+The best candidate is the variant with the highest val accuracy. `--quick`: tiny preset, 300 records,
+1 epoch, max_length 32, to check the script in well under a minute. Writes <out>/isear_encoder.json
+(quick: isear_encoder_quick.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from redheart.io import atomic_write_json  # noqa: E402
+
+ISEAR = (ROOT / ".." / "shared" / "data" / "isear" / "isear.csv").resolve()
+VARIANTS = ("frozen", "finetune", "finetune_hi", "plain_finetune")
+# A second fine-tuning candidate of the project's model: a higher encoder LR, gentler decay.
+# `finetune` in the JSON is then whichever of the two has the higher val accuracy (chosen on val).
+CANDIDATES = {"finetune_hi": ["optim.encoder.lr=1.2e-4", "optim.encoder.layer_decay=0.9"]}
+
+
+def compose(args: argparse.Namespace, variant: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    os.environ.setdefault("REDHEART_ROOT", str(ROOT))
+    overrides = ["experiment=isear" if variant == "frozen" else "experiment=isear_finetune",
+                 f"model={'tiny' if args.quick else 'small'}", f"data.path={args.data}", "logger=none",
+                 "callbacks=none"]
+    overrides += CANDIDATES.get(variant, [])
+    if args.quick:
+        overrides += ["data.max_samples=300", "data.split.on_leakage=warn"]
+        if variant != "frozen":
+            overrides += ["data.tokens.max_length=32"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(args.work / "run")
+        cfg.data.report_dir = None
+        cfg.data.progress = False
+    return cfg
+
+
+def predict(net, loader) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    from redheart.model.net import net_inputs
+
+    net.eval()
+    preds, labels = [], []
+    with torch.no_grad():
+        for batch in loader:
+            preds.append(net(**net_inputs(batch))["final"]["emotion"].argmax(1))
+            labels.append(batch["label"])
+    net.train()
+    return torch.cat(preds).numpy(), torch.cat(labels).numpy()
+
+
+def run_project_model(args: argparse.Namespace, variant: str) -> dict:
+    """The project's model (small preset) trained by Lightning; scored on val and test after every epoch."""
+    import hydra
+    import lightning as L
+
+    from redheart.train import model_arguments
+    from redheart.training.lit_module import RedHeartLitModule
+
+    cfg = compose(args, variant)
+    L.seed_everything(cfg.seed, workers=True)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    epochs = 1 if args.quick else (args.frozen_epochs if variant == "frozen" else args.epochs)
+    L.seed_everything(cfg.seed, workers=True)
+    model = RedHeartLitModule(**model_arguments(cfg, dm.embedding_dim, dm.schema))
+    history: list[dict] = []
+    steps: list[float] = []
+
+    class Score(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            steps.append(time.perf_counter() - self.t0)
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            val, val_y = predict(pl_module.net, dm.val_dataloader())
+            test, test_y = predict(pl_module.net, dm.test_dataloader())
+            history.append({"epoch": trainer.current_epoch + 1, "val_acc": float((val == val_y).mean()),
+                            "val": val, "val_labels": val_y, "test": test, "test_labels": test_y})
+            print(f"[{variant}] epoch {trainer.current_epoch + 1}: val acc {history[-1]['val_acc']:.4f}", flush=True)
+
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        callbacks=[Score()], limit_val_batches=0, num_sanity_val_steps=0, gradient_clip_val=1.0,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=dm.train_dataloader())
+    extra = {"train_records": len(dm.datasets["train"]), "batch_size": dm.batch_size, "epochs": epochs,
+             "step_s_mean": float(np.mean(steps[1:] or steps)), "step_s_median": float(np.median(steps)),
+             "steps": len(steps), "parameters": sum(p.numel() for p in model.net.parameters()),
+             "config": {"model": "tiny" if args.quick else "small", "optim": dict(model_arguments(
+                 cfg, dm.embedding_dim, dm.schema).get("encoder_optim") or {}), "lr": float(cfg.optim.lr),
+                 "tokens": dict(cfg.data.get("tokens") or {})}}
+    if variant == "frozen":  # the logistic baseline reads the same frozen vectors and split
+        from redheart.crossover.baseline import fit_logistic_regression
+
+        fit = fit_logistic_regression(dm.datasets, len(dm.schema.class_names))
+        extra["logistic"] = {"C": fit.C, "val": fit.log_probs["val"].argmax(1).numpy(),
+                             "test": fit.log_probs["test"].argmax(1).numpy()}
+    return {"history": history, **extra}
+
+
+def run_plain_finetune(args: argparse.Namespace) -> dict:
+    """MiniLM + mean pooling + one linear layer, the reference recipe, on the same loaders and split."""
+    import hydra
+    import lightning as L
+    import torch
+    from torch import nn
+
+    from redheart.model.encoder import SentenceEncoder
+
+    cfg = compose(args, "plain_finetune")
+    L.seed_everything(cfg.seed, workers=True)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    L.seed_everything(cfg.seed, workers=True)
+    encoder = SentenceEncoder(cfg.data.tokens.model, out_dim=1, normalize=False)
+    encoder.project = nn.Identity()  # only the pretrained transformer; the head below is the one linear layer
+    head = nn.Linear(encoder.hidden, len(dm.schema.class_names))
+    epochs = 1 if args.quick else args.epochs
+    loader = dm.train_dataloader()
+    total = epochs * len(loader)
+    groups = [{"params": list(encoder.parameters()), "lr": args.plain_encoder_lr},
+              {"params": list(head.parameters()), "lr": args.plain_head_lr}]
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[args.plain_encoder_lr, args.plain_head_lr],
+                                                   total_steps=total, pct_start=0.1)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.head = encoder, head
+
+        def forward(self, input_ids, attention_mask):
+            return {"final": {"emotion": self.head(self.encoder(input_ids, attention_mask)[0])}}
+
+    net = Plain()
+    history, steps = [], []
+    for epoch in range(epochs):
+        for batch in loader:
+            t0 = time.perf_counter()
+            logits = net(batch["input_ids"], batch["attention_mask"])["final"]["emotion"]
+            loss = loss_fn(logits, batch["label"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            steps.append(time.perf_counter() - t0)
+        val, val_y = predict(net, dm.val_dataloader())
+        test, test_y = predict(net, dm.test_dataloader())
+        history.append({"epoch": epoch + 1, "val_acc": float((val == val_y).mean()), "val": val, "val_labels": val_y,
+                        "test": test, "test_labels": test_y})
+        print(f"[plain_finetune] epoch {epoch + 1}: val acc {history[-1]['val_acc']:.4f}", flush=True)
+    return {"history": history, "train_records": len(dm.datasets["train"]), "batch_size": dm.batch_size,
+            "epochs": epochs, "step_s_mean": float(np.mean(steps[1:] or steps)), "steps": len(steps),
+            "step_s_median": float(np.median(steps)), "parameters": sum(p.numel() for p in net.parameters()),
+            "config": {"encoder_lr": args.plain_encoder_lr, "head_lr": args.plain_head_lr, "label_smoothing": 0.1,
+                       "schedule": "OneCycleLR pct_start=0.1", "pooling": "mean"}}
+
+
+def child(args: argparse.Namespace) -> None:
+    """One variant: train, keep the best-val epoch's predictions, write <work>/<variant>.npz and .json."""
+    import torch
+
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    out = run_plain_finetune(args) if args.variant == "plain_finetune" else run_project_model(args, args.variant)
+    out["overrides"] = CANDIDATES.get(args.variant, [])
+    wall = time.perf_counter() - start
+    history = out.pop("history")
+    best = max(history, key=lambda h: h["val_acc"])
+    arrays = {k: best[k] for k in ("val", "val_labels", "test", "test_labels")}
+    logistic = out.pop("logistic", None)
+    if logistic is not None:
+        arrays |= {"logistic_val": logistic["val"], "logistic_test": logistic["test"]}
+        out["logistic_C"] = logistic["C"]
+    np.savez(args.work / f"{args.variant}.npz", **arrays)
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    summary = {"wall_s": round(wall, 1), "peak_rss_mb": peak_rss_mb,
+               "chosen_epoch": best["epoch"], "val_acc_per_epoch": [round(h["val_acc"], 4) for h in history], **out}
+    (args.work / f"{args.variant}.json").write_text(json.dumps(summary, default=float), encoding="utf-8")
+
+
+def scores(labels: np.ndarray, predicted: np.ndarray) -> dict:
+    from redheart.crossover.bootstrap import metric_ci
+
+    acc, f1 = metric_ci(labels, predicted, "accuracy"), metric_ci(labels, predicted, "macro_f1")
+    return {"test_acc": round(acc["value"], 4), "test_acc_ci": [round(acc["ci_low"], 4), round(acc["ci_high"], 4)],
+            "test_macro_f1": round(f1["value"], 4),
+            "test_macro_f1_ci": [round(f1["ci_low"], 4), round(f1["ci_high"], 4)]}
+
+
+def delta(labels: np.ndarray, candidate: np.ndarray, baseline: np.ndarray) -> dict:
+    from redheart.crossover.bootstrap import paired_difference_ci
+
+    d = paired_difference_ci(labels, candidate, baseline, "accuracy")
+    return {"value": round(d["difference"], 4), "ci": [round(d["ci_low"], 4), round(d["ci_high"], 4)],
+            "excludes_zero": bool(d["better_beyond_ci"] or d["worse_beyond_ci"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--data", type=Path, default=ISEAR)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--reuse", action="store_true", help="keep variants already finished in the work folder")
+    parser.add_argument("--epochs", type=int, default=3, help="epoch budget of both fine-tuned variants")
+    parser.add_argument("--frozen-epochs", type=int, default=8)
+    parser.add_argument("--plain-encoder-lr", type=float, default=5e-5)
+    parser.add_argument("--plain-head-lr", type=float, default=1e-3)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not args.data.is_file():
+        print(f"error: ISEAR not found at {args.data}; pass --data /path/to/isear.csv", file=sys.stderr)
+        return 2
+    if args.variant:
+        child(args)
+        return 0
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        print(f"error: unknown variants {unknown}; choose from {list(VARIANTS)}", file=sys.stderr)
+        return 2
+    if "frozen" not in variants:
+        variants.insert(0, "frozen")  # it carries the logistic baseline
+    work = args.out / (".isear_encoder_quick" if args.quick else ".isear_encoder")
+    work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    passthrough = [f"--data={args.data}", f"--epochs={args.epochs}", f"--frozen-epochs={args.frozen_epochs}",
+                   f"--plain-encoder-lr={args.plain_encoder_lr}", f"--plain-head-lr={args.plain_head_lr}"]
+    for variant in variants:
+        if args.reuse and (work / f"{variant}.npz").is_file() and (work / f"{variant}.json").is_file():
+            print(f"=== {variant}: reused from {work}", flush=True)
+            continue
+        print(f"=== {variant}", flush=True)
+        cmd = [sys.executable, __file__, f"--variant={variant}", f"--work={work}", *passthrough]
+        result = subprocess.run(cmd + (["--quick"] if args.quick else []), cwd=ROOT)
+        if result.returncode != 0:
+            print(f"error: variant {variant} failed with exit code {result.returncode}", file=sys.stderr)
+            return 2
+    arrays = {v: dict(np.load(work / f"{v}.npz")) for v in variants}
+    meta = {v: json.loads((work / f"{v}.json").read_text(encoding="utf-8")) for v in variants}
+    labels = arrays["frozen"]["test_labels"]
+    for v in variants:
+        if not np.array_equal(arrays[v]["test_labels"], labels):
+            print(f"error: variant {v} was tested on other records than frozen", file=sys.stderr)
+            return 2
+    logistic = arrays["frozen"]["logistic_test"]
+    out: dict = {"variants": {}, "logistic": {**scores(labels, logistic), "C": meta["frozen"].pop("logistic_C"),
+                                             "val_acc": round(float((arrays["frozen"]["logistic_val"]
+                                                                     == arrays["frozen"]["val_labels"]).mean()), 4)}}
+    for v in variants:
+        row = {**scores(labels, arrays[v]["test"]),
+               "val_acc": round(float((arrays[v]["val"] == arrays[v]["val_labels"]).mean()), 4),
+               "delta_acc_vs_logistic_ci": delta(labels, arrays[v]["test"], logistic), **meta[v]}
+        if "plain_finetune" in arrays:
+            row["delta_acc_vs_plain_finetune_ci"] = delta(labels, arrays[v]["test"], arrays["plain_finetune"]["test"])
+        out["variants"][v] = row
+    tried = [v for v in ("finetune", *CANDIDATES) if v in out["variants"]]
+    if len(tried) > 1:  # `finetune` = the project model's fine-tuning candidate with the best val accuracy
+        chosen = max(tried, key=lambda v: out["variants"][v]["val_acc"])
+        out["variants"]["finetune_default"] = out["variants"].pop("finetune")
+        out["variants"]["finetune"] = {**out["variants"]["finetune_default" if chosen == "finetune" else chosen],
+                                       "chosen_on_val_from": ["finetune_default", *tried[1:]],
+                                       "chosen": "finetune_default" if chosen == "finetune" else chosen}
+        variants = [*variants, "finetune_default"]
+    best = max(variants, key=lambda v: out["variants"][v]["val_acc"])
+    out["best_on_val"] = best
+    out["goal"] = {"test_acc_ge_0.70": out["variants"].get("finetune", {}).get("test_acc", 0) >= 0.70}
+    out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42",
+                    "bootstrap": "95% percentile, 1000 resamples, paired on test records",
+                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+                    "load_before": [round(x, 2) for x in load_before],
+                    "load_after": [round(x, 2) for x in os.getloadavg()],
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "command": "python bench/isear_encoder.py" + (" --quick" if args.quick else "")}
+    name = "isear_encoder_quick.json" if args.quick else "isear_encoder.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out / name, out)
+    for v in variants:
+        r = out["variants"][v]
+        print(f"{v:<15} test acc {r['test_acc']:.4f} {r['test_acc_ci']}  macro-F1 {r['test_macro_f1']:.4f}  "
+              f"vs logistic {r['delta_acc_vs_logistic_ci']}  wall {r['wall_s']} s  peak RSS {r['peak_rss_mb']} MB")
+    print(f"logistic        test acc {out['logistic']['test_acc']:.4f} {out['logistic']['test_acc_ci']}")
+    print(f"best on val: {best}; written {args.out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
