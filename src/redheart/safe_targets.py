@@ -17,6 +17,8 @@ LIT_MODULE = "redheart.training.lit_module.RedHeartLitModule"
 # The project's own model and datamodule classes: the only things a stored config may build.
 ALLOWED_TARGETS = frozenset({NET, DATAMODULE, LIT_MODULE})
 OPTIMIZER_MODULES = ("torch.optim", "torch.optim.lr_scheduler")
+# The project's own LR schedules (a function returning a torch LambdaLR), besides torch's classes.
+SCHEDULES = frozenset({"redheart.training.schedules.one_cycle"})
 
 
 def is_torch_optimizer(target: str) -> bool:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
 from redheart.model.net import MODULE_TASKS, net_inputs
-from redheart.safe_targets import NET, check_targets, is_torch_optimizer
+from redheart.safe_targets import NET, SCHEDULES, check_targets, is_torch_optimizer
 from redheart.training.losses import multitask_loss, symmetric_kl
 from redheart.training.metrics import TaskMetrics
 from redheart.training.param_groups import parameter_groups
@@ -50,7 +50,7 @@ class RedHeartLitModule(L.LightningModule):
         # optimizers may be built from them
         check_targets(net, "model.net", ValueError, frozenset({NET}))
         check_targets({"optimizer": optimizer, "scheduler": scheduler}, "model optimizer/scheduler", ValueError,
-                      frozenset(), is_torch_optimizer)
+                      SCHEDULES, is_torch_optimizer)
         self.save_hyperparameters({"net": net, "optimizer": optimizer, "scheduler": scheduler, "loss": loss,
                                    "rdrop": rdrop, "layerwise_lr": layerwise_lr, "param_targets": _plain(param_targets),
                                    "encoder_optim": encoder_optim})
