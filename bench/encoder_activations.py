@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": preset, "batch_measured": args.batch, "lengths": rows, "encoder_parameters": encoder_params,
               "parameters": sum(p.numel() for p in net.parameters()), "build_s": round(built, 1),
               "load": [round(x, 2) for x in os.getloadavg()],
+              "quick": args.quick,
               "command": "python bench/encoder_activations.py" + (" --quick" if args.quick else "")}
     name = "encoder_activations_quick.json" if args.quick else "encoder_activations.json"
     atomic_write_json(args.out / name, result)

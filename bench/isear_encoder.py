@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max(variants, key=lambda v: out["variants"][v]["val_acc"])
     out["best_on_val"] = best
     out["goal"] = {"test_acc_ge_0.70": out["variants"].get("finetune", {}).get("test_acc", 0) >= 0.70}
+    out["quick"] = args.quick
     out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42",
                     "bootstrap": "95% percentile, 1000 resamples, paired on test records",
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -98,7 +98,7 @@ def main() -> None:
     raw_tps, pred_tps = n / statistics.median(raw), n / statistics.median(pred)
     result = {
         "command": "python bench/predict_throughput.py " + " ".join(sys.argv[1:]),
-        "mode": "quick" if args.quick else "full",
+        "mode": "quick" if args.quick else "full", "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": "cpu",
                     "python": platform.python_version(), "torch": torch.__version__},
         "load_average_before": [round(x, 2) for x in load_before],

@@ -40,6 +40,15 @@ CHECKS = {
     "full_step_memory.py": lambda r: r["model"] == "tiny" and r["params"] > 0
     and r["peak_rss_gb"] >= r["baseline_rss_gb"] > 0 and r["step_seconds"] > 0,
     "kill_resume.py": lambda r: r["passed"] and r["kill_count"] >= 1,
+    "predict_throughput.py": lambda r: r["texts"] == 128 and r["raw_encode_texts_per_second"] > 0
+    and r["predict_texts_per_second"] > 0 and 0 < r["network_share_of_predict"] < 1,
+    "cpu_threads.py": lambda r: r["model"] == "tiny" and r["arms"]["setting_alone"]["threads"] == r["setting"]
+    and all(a["median_s"] > 0 for a in r["arms"].values()) and all(v > 0 for v in r["ratios"].values()),
+    "isear_encoder.py": lambda r: set(r["variants"]) >= {"frozen", "finetune", "plain_finetune"}
+    and all(0 <= v["test_acc"] <= 1 and v["wall_s"] > 0 and "delta_acc_vs_plain_finetune_ci" in v
+            for v in r["variants"].values()),
+    "encoder_activations.py": lambda r: r["model"] == "tiny" and r["encoder_parameters"] > 0
+    and r["lengths"]["128"]["saved_bytes_fp32_per_text"] > r["lengths"]["32"]["saved_bytes_fp32_per_text"] > 0,
     "param_monitor_cost.py": lambda r: r["model"] == "tiny" and r["params"] > 0 and r["window_check_s"] > 0
     and r["fwd_bwd_s"] > 0 and r["snapshot_bytes"] < r["full_copy_bytes"],
 }
