@@ -93,7 +93,7 @@ def _generate(run_dir: str, config: dict, epochs: list[int], queue) -> None:
     atomic_write_json(run / "run.json", {"config": config})
     atomic_write_json(run / "metrics.json", {"embedding_dim": 384})
     net = build_net(OmegaConf.create(config), 384, device="meta")
-    writer = ModularCheckpoint(str(run / "modular"), config["module_groups"], dtype="bfloat16", save_ema=False)
+    writer = ModularCheckpoint(str(run / "modular"), config["module_groups"], dtype="bfloat16", weights="evaluated")
     writer._group_names = {g: list(m) for g, m in writer.module_groups.partition(net.named_parameters()).items()}
     generator = torch.Generator().manual_seed(0)
     base = {n: torch.randn(t.shape, generator=generator).to(torch.bfloat16) for n, t in net.state_dict().items()}

@@ -2,11 +2,13 @@
 
 Lightning calls `on_before_optimizer_step` after the backward pass (and after AMP unscaling) and
 before gradient clipping, so these are the raw norms. ModularCheckpoint reads `take_interval()` for
-the mean and max since its last checkpoint.
+the mean and max since its last checkpoint; EpochHistory reads `last_total`, the norm over all groups,
+instead of a second pass over every gradient.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +25,7 @@ class GradientNormMonitor(L.Callback):
         self.module_groups = ModuleGroups(groups)
         self.log_every_n_steps = log_every_n_steps
         self._params: dict[str, list[torch.Tensor]] = {}
+        self.last_total: tuple[int, float] | None = None  # (global step, norm over every group), for EpochHistory
         self._reset_interval()
 
     def _reset_interval(self) -> None:
@@ -44,6 +47,7 @@ class GradientNormMonitor(L.Callback):
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         norms = self.group_norms()
+        self.last_total = (trainer.global_step, math.sqrt(sum(v * v for v in norms.values())))
         for group, value in norms.items():
             stats = self.interval.setdefault(group, {"sum": 0.0, "max": 0.0, "steps": 0})
             stats["sum"] += value

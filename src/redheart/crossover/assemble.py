@@ -86,6 +86,9 @@ def plan_assembly(checkpoints: RunCheckpoints, recipe: Recipe, weights: str,
             plan.files[(epoch, group)] = entry
             if weights == "ema" and not checkpoints.ema[epoch]:
                 raise CrossoverError(f"{entry.path}: weights=ema, but epoch {epoch} was saved without EMA weights")
+            if weights == "raw" and not checkpoints.raw[epoch]:
+                raise CrossoverError(f"{entry.path}: weights=raw, but epoch {epoch} was saved with the evaluated (EMA) "
+                                     "weights only (callbacks.modular_checkpoint.weights=both keeps both)")
             with checkpoints.open(epoch, group) as f:
                 names = []
                 for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)

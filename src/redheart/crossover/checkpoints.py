@@ -68,7 +68,8 @@ class RunCheckpoints:
         if not isinstance(checkpoints, list) or not checkpoints:
             raise CrossoverError(f"{where}: field 'checkpoints' lists no checkpoint")
         self.files: dict[tuple[int, str], GroupFile] = {}
-        self.ema: dict[int, bool] = {}
+        self.ema: dict[int, bool] = {}  # EMA weights stored
+        self.raw: dict[int, bool] = {}  # raw weights stored (a manifest without the field: always)
         self.dtype: dict[int, str] = {}
         self.metrics_files: dict[int, Path] = {}
         for i, entry in enumerate(checkpoints):
@@ -102,6 +103,7 @@ class RunCheckpoints:
             self.files[(epoch, group)] = GroupFile(epoch, group, path, str(path.relative_to(self.run_dir)),
                                                    str(digest), int(size))
         self.ema[epoch] = bool(entry.get("ema", False))
+        self.raw[epoch] = bool(entry.get("raw", True))
         self.dtype[epoch] = str(entry.get("dtype", "float32"))
         if entry.get("metrics"):
             self.metrics_files[epoch] = self.modular / entry["metrics"]
