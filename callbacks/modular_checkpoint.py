@@ -128,13 +128,17 @@ class ModularCheckpoint(L.Callback):
         raw = dict(target_module(pl_module).state_dict()) if ema is None or self.weights == "both" else None
         metrics = self.epoch_metrics(trainer, pl_module, epoch, ema is not None)
         if trainer.is_global_zero:
-            WRITER.wait()  # the previous checkpoint is on disk before this one's copy is taken
-            raw, ema = self._snapshot_tensors(raw), self._snapshot_tensors(ema)
-            if self.background:
-                WRITER.submit(lambda: self._write(epoch, raw, ema, metrics))
-            else:
-                self._write(epoch, raw, ema, metrics)
+            self.write_snapshot(epoch, raw, ema, metrics)
         self.saved_epochs.append(epoch)
+
+    def write_snapshot(self, epoch: int, raw: dict | None, ema: dict | None, metrics: dict) -> None:
+        """Copy the tensors now, write them on the writer thread (or here when `background` is off)."""
+        WRITER.wait()  # the previous checkpoint is on disk before this one's copy is taken
+        raw, ema = self._snapshot_tensors(raw), self._snapshot_tensors(ema)
+        if self.background:
+            WRITER.submit(lambda: self._write(epoch, raw, ema, metrics))
+        else:
+            self._write(epoch, raw, ema, metrics)
 
     def _snapshot_tensors(self, state: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
         """CPU copies in the storage dtype: what the writer thread saves, whatever training does meanwhile."""
