@@ -13,7 +13,7 @@ AtomicCheckpointIO, with three changes that keep the crash guarantees of the syn
   run in submission order on the process's one writer thread (callbacks/background_writer.py), behind
   the modular checkpoint of the same epoch: the previous resume checkpoint is deleted only once the new
   one is whole, and never before the modular files it records as saved;
-- the next save and any load wait for the pending writes first (one snapshot held at a time).
+- the next save waits for the previous save (one snapshot held at a time), a load for every write.
 Cost: host memory for one checkpoint's copy while it is written (the 11.7 GB resume checkpoint of the
 `full` preset); `trainer.plugins=[{_target_: callbacks.atomic_checkpoint_io.AtomicCheckpointIO}]`
 writes on the training thread instead.
@@ -21,6 +21,7 @@ writes on the training thread instead.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 import torch
@@ -41,11 +42,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
     def __init__(self, checkpoint_io: Any | None = None) -> None:
         super().__init__(checkpoint_io or AtomicCheckpointIO())
+        self._last_save: Future | None = None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
-        WRITER.wait()  # the previous checkpoint is whole before this one's copy is taken
+        WRITER.wait_for(self._last_save)  # the previous resume checkpoint is whole before this copy is taken
         snapshot = to_cpu_copy(checkpoint)
-        WRITER.submit(lambda: self.checkpoint_io.save_checkpoint(snapshot, path, storage_options))
+        self._last_save = WRITER.submit(lambda: self.checkpoint_io.save_checkpoint(snapshot, path, storage_options))
 
     def remove_checkpoint(self, path: _PATH) -> None:
         WRITER.submit(lambda: self.checkpoint_io.remove_checkpoint(path))  # after the save queued before it

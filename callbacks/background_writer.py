@@ -6,7 +6,8 @@ resume checkpoint and the relink of `last.ckpt` must also keep their order (the 
 the new one is whole). A single FIFO queue keeps the synchronous order while the training thread goes on.
 
 The caller snapshots tensors to CPU memory before submitting (a job never reads live weights), and
-`wait()` before snapshotting the next checkpoint, so at most one checkpoint's copy is held. After a job
+waits for its own previous job (`wait_for`) before snapshotting the next one, so each writer (modular
+files, resume checkpoint) holds at most one copy and never waits for the other's write of the epoch. After a job
 fails, later jobs are skipped (a manifest or a removal must not follow a failed write) and the error is
 raised on the training thread at the next `submit` or `wait`.
 """
@@ -57,6 +58,12 @@ class BackgroundWriter:
     @property
     def busy(self) -> bool:
         return any(not f.done() for f in self._pending)
+
+    def wait_for(self, future: Future | None) -> None:
+        """Block until `future` (and so every job queued before it) has finished; raise a job's error."""
+        if future is not None:
+            future.exception()
+        self._raise_error()
 
     def wait(self) -> None:
         """Block until every submitted job has finished; raise the first error of one (once)."""

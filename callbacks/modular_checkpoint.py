@@ -24,6 +24,7 @@ import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class ModularCheckpoint(L.Callback):
         self.dtype = dtype
         self.weights = weights
         self.background = background
+        self._last_write: Future | None = None
         self.saved_epochs: list[int] = []
         self._sampler: ParameterSampler | None = None
         self._snapshot: dict | None = None
@@ -133,10 +135,10 @@ class ModularCheckpoint(L.Callback):
 
     def write_snapshot(self, epoch: int, raw: dict | None, ema: dict | None, metrics: dict) -> None:
         """Copy the tensors now, write them on the writer thread (or here when `background` is off)."""
-        WRITER.wait()  # the previous checkpoint is on disk before this one's copy is taken
+        WRITER.wait_for(self._last_write)  # the previous checkpoint is on disk before this one's copy is taken
         raw, ema = self._snapshot_tensors(raw), self._snapshot_tensors(ema)
         if self.background:
-            WRITER.submit(lambda: self._write(epoch, raw, ema, metrics))
+            self._last_write = WRITER.submit(lambda: self._write(epoch, raw, ema, metrics))
         else:
             self._write(epoch, raw, ema, metrics)
 
