@@ -2,8 +2,8 @@
 
 Lightning calls `on_before_optimizer_step` after the backward pass (and after AMP unscaling) and
 before gradient clipping, so these are the raw norms. ModularCheckpoint reads `take_interval()` for
-the mean and max since its last checkpoint; EpochHistory reads `last_total`, the norm over all groups,
-instead of a second pass over every gradient.
+the mean and max since its last checkpoint. EpochHistory and the LightningModule's gradient clipping
+read `last_total`, the norm over all groups, instead of each making another pass over every gradient.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ class GradientNormMonitor(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         groups = self.module_groups.partition(target_module(pl_module).named_parameters())
         self._params = {g: list(members.values()) for g, members in groups.items()}
+        # the total over the groups is the whole module's gradient norm only when they hold all its parameters
+        self.covers_module = ({id(p) for ps in self._params.values() for p in ps}
+                              == {id(p) for p in pl_module.parameters()})
 
     @torch.no_grad()
     def group_norms(self) -> dict[str, float]:
@@ -68,3 +71,14 @@ class GradientNormMonitor(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.interval = {g: dict(s) for g, s in state_dict.get("interval", {}).items()}
+
+
+def step_total_norm(pl_module: L.LightningModule) -> float | None:
+    """The gradient norm over every parameter at this optimizer step, if GradientNormMonitor computed it
+    (it runs in `on_before_optimizer_step`, before Lightning clips); None otherwise."""
+    trainer = pl_module._trainer
+    for callback in trainer.callbacks if trainer is not None else ():
+        if isinstance(callback, GradientNormMonitor) and getattr(callback, "covers_module", False):
+            total = callback.last_total
+            return total[1] if total is not None and total[0] == trainer.global_step else None
+    return None

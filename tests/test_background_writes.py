@@ -22,6 +22,7 @@ from callbacks.modular_checkpoint import ModularCheckpoint
 from redheart.crossover.errors import CrossoverError
 from redheart.crossover.run import crossover_and_evaluate
 from redheart.train import train
+from tests.conftest import compose_for
 
 GROUPS = {"a": ["a"], "b": ["b"]}
 
@@ -219,3 +220,22 @@ def test_a_default_run_stores_the_evaluated_ema_weights_only_and_the_crossover_r
     with pytest.raises(CrossoverError, match="weights=both"):
         crossover_and_evaluate({"weights": "raw", **{g: 2 for g in manifest["groups"]}}, {"enabled": False},
                                run, None, tmp_path / "raw")
+
+
+def test_clipping_with_the_monitors_norm_matches_lightnings_clipping(tmp_path):
+    """gradient_clip_val=0.01 clips every step: the weights after 4 steps agree with Lightning's own
+    clip_grad_norm_ (used without the monitor) to float rounding, and differ without clipping."""
+    common = ("model=tiny", "data.embedding.backend=hashing", "data.embedding.dim=64", "data.progress=false",
+              "logger=none", "+trainer.enable_progress_bar=false", "test=false", "trainer.max_epochs=1",
+              "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1", "trainer.deterministic=true")
+
+    def weights(name: str, *extra: str) -> dict[str, torch.Tensor]:
+        train(compose_for(tmp_path / name, *common, *extra))
+        return torch.load(tmp_path / name / "run" / "checkpoints" / "last.ckpt", map_location="cpu")["current_model_state"]
+
+    shared = weights("shared", "trainer.gradient_clip_val=0.01", "callbacks.modular_checkpoint.every_n_epochs=1")
+    lightning = weights("lightning", "trainer.gradient_clip_val=0.01", "~callbacks.gradient_norms",
+                        "callbacks.modular_checkpoint.every_n_epochs=1")
+    unclipped = weights("unclipped", "trainer.gradient_clip_val=0", "callbacks.modular_checkpoint.every_n_epochs=1")
+    assert all(torch.allclose(shared[k], lightning[k], rtol=1e-5, atol=1e-7) for k in shared)
+    assert not all(torch.allclose(shared[k], unclipped[k], rtol=1e-3, atol=1e-5) for k in shared)
