@@ -276,13 +276,14 @@ def main() -> None:
                              "medians (on 2 cores one busy neighbour slows torch's threads many times over)")
     parser.add_argument("--ema-check", action="store_true",
                         help="one more fit with the EMA updated every step: its val loss beside the default's")
+    parser.add_argument("--quiet-timeout", type=float, default=300.0,
+                        help="seconds to wait for a quiet machine before each fit (then it runs anyway)")
     parser.add_argument("--quick", action="store_true", help="tiny, 3 epochs, 1 repeat, no waiting (CI)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON")
     args = parser.parse_args()
+    quiet_timeout = args.quiet_timeout
     if args.quick:
         args.model, args.epochs, args.repeats, quiet_timeout = "tiny", 3, 1, 0.0
-    else:
-        quiet_timeout = 300.0
     out_path = Path(args.out) / ("callback_overhead_quick.json" if args.quick else "callback_overhead.json")
     if args.epochs < 3:
         parser.error("--epochs must be >= 3 (one warm-up epoch, then at least one 2-epoch pair)")
@@ -335,6 +336,7 @@ def main() -> None:
         "repeats_per_arm": args.repeats, "steps_per_fit": runs[0]["steps"], "max_foreign_cores": args.max_foreign_cores,
         "arms": {a: {"overrides": ARMS[a], "callbacks": next(r["callbacks"] for r in runs if r["arm"] == a)} for a in ARMS},
         "default_callbacks": default_callbacks(), "ema_check": ema_check, "quick": args.quick,
+        "quiet_timeout_s": quiet_timeout,
         "epoch_definition": "on_train_epoch_start to the next one (last: on_train_end): train + val + checkpoint writes",
         "headline": "median over 2-epoch pairs (one modular save each) of per-epoch wall time",
         "with_s": w["median_pair_wall_s"], "without_s": wo["median_pair_wall_s"],
