@@ -122,7 +122,8 @@ def check_against_real_files(preset: str) -> dict:
         for weights, dtype in OPTIONS:
             folder = Path(tmp) / f"{weights}_{dtype}"
             writer = ModularCheckpoint(str(folder), groups, dtype=dtype, weights=weights, background=False)
-            writer._group_names = {g: list(m) for g, m in writer.module_groups.partition(net.named_parameters()).items()}
+            partition = writer.module_groups.partition(net.named_parameters())
+            writer._group_names = {g: list(m) for g, m in partition.items()}
             writer._write(2, raw if weights == "both" else None, ema, {"epoch": 2})
             manifest = json.loads((folder / "manifest.json").read_text())
             actual = {g: f["bytes"] for g, f in manifest["checkpoints"][0]["files"].items()}
@@ -154,14 +155,16 @@ def main() -> None:
         total = per * args.checkpoints
         options.append({"weights": weights, "dtype": dtype, "default": (weights, dtype) == ("evaluated", "float32"),
                         "gb_per_checkpoint": round(per / GB, 3), "gb_modular_total": round(total / GB, 2),
-                        "gb_run_peak_with_resume": round((total + 2 * resume) / GB, 2), "loses": LOSES[(weights, dtype)]})
+                        "gb_run_peak_with_resume": round((total + 2 * resume) / GB, 2),
+                        "loses": LOSES[(weights, dtype)]})
     default = next(o for o in options if o["default"])
     result = {
         "command": "python bench/checkpoint_disk.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "method": "exact size arithmetic on the full preset built on the meta device (tensor bytes + safetensors "
                   "headers), checked byte for byte against real files of a smaller preset",
-        "model": "full", "params": params, "checkpoints": args.checkpoints, "fp32_weights_gb": round(fp32_weights / GB, 3),
+        "model": "full", "params": params, "checkpoints": args.checkpoints,
+        "fp32_weights_gb": round(fp32_weights / GB, 3),
         "resume_checkpoint_gb": round(resume / GB, 2),
         "resume_checkpoint_note": "one kept (save_top_k=1); the previous one is removed once the new one is whole, "
                                   "so 2x during a write",
@@ -174,7 +177,8 @@ def main() -> None:
                                               "default_modular_gb", "meets_goal")}, indent=2))
     for o in options:
         print(f"  weights={o['weights']:9s} dtype={o['dtype']:8s} {o['gb_per_checkpoint']:7.3f} GB/checkpoint  "
-              f"{o['gb_modular_total']:7.2f} GB x{args.checkpoints}  peak with resume {o['gb_run_peak_with_resume']:7.2f} GB")
+              f"{o['gb_modular_total']:7.2f} GB x{args.checkpoints}  "
+              f"peak with resume {o['gb_run_peak_with_resume']:7.2f} GB")
     print(f"real files ({check['preset']}): predicted sizes exact: {check['all_exact']}")
     print(f"wrote {out}")
 

@@ -128,7 +128,8 @@ def _run(preset: str, trainer_name: str, precision: str, steps: int, batch_size:
             net = trainer.lightning_module.net
             writer = ModularCheckpoint(str(Path(tmp) / "modular"), cfg.module_groups, dtype="float32",
                                        background=False)
-            writer._group_names = {g: list(m) for g, m in writer.module_groups.partition(net.named_parameters()).items()}
+            partition = writer.module_groups.partition(net.named_parameters())
+            writer._group_names = {g: list(m) for g, m in partition.items()}
             t0 = time.perf_counter()
             snapshot = writer._snapshot_tensors(dict(net.state_dict()))
             snapshot_s = time.perf_counter() - t0

@@ -88,7 +88,8 @@ def test_modular_writes_run_in_the_background_from_a_snapshot_and_the_next_write
     assert [c["epoch"] for c in manifest["checkpoints"]] == [2, 4]
     first = load_file(tmp_path / "modular" / "epoch_002" / "a.safetensors")
     assert torch.equal(first["raw/a.w"], torch.ones(3))  # the snapshot, not the weights at write time
-    assert torch.equal(load_file(tmp_path / "modular" / "epoch_004" / "a.safetensors")["raw/a.w"], torch.full((3,), 6.0))
+    second_file = load_file(tmp_path / "modular" / "epoch_004" / "a.safetensors")
+    assert torch.equal(second_file["raw/a.w"], torch.full((3,), 6.0))
 
 
 def test_fit_end_teardown_and_an_exception_wait_for_the_pending_write(tmp_path, monkeypatch):
@@ -231,7 +232,8 @@ def test_clipping_with_the_monitors_norm_matches_lightnings_clipping(tmp_path):
 
     def weights(name: str, *extra: str) -> dict[str, torch.Tensor]:
         train(compose_for(tmp_path / name, *common, *extra))
-        return torch.load(tmp_path / name / "run" / "checkpoints" / "last.ckpt", map_location="cpu")["current_model_state"]
+        last = tmp_path / name / "run" / "checkpoints" / "last.ckpt"
+        return torch.load(last, map_location="cpu")["current_model_state"]
 
     shared = weights("shared", "trainer.gradient_clip_val=0.01", "callbacks.modular_checkpoint.every_n_epochs=1")
     lightning = weights("lightning", "trainer.gradient_clip_val=0.01", "~callbacks.gradient_norms",
