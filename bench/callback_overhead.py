@@ -1,10 +1,16 @@
 """Epoch time of `model=small` on the bundled sample with the default callbacks vs none.
 
     python bench/callback_overhead.py [--model small] [--epochs 7] [--repeats 3] [--max-foreign-cores 0.3]
+                                      [--ema-check] [--quick] [--out DIR]
 
-Goal: the callbacks of conf/callbacks/default.yaml (ModularCheckpoint every 2 epochs, EMA weight
-averaging, parameter-update, gradient-norm and dead-unit monitors, LR monitor, OOM back-off, RNG
-state, the resume ModelCheckpoint) cost at most 5% more epoch time than training without them.
+--quick: `tiny`, 3 epochs, one fit per arm, no waiting for a quiet machine (CI: the bench runs, the
+figure means little); written as callback_overhead_quick.json. --ema-check adds one fit with the EMA
+updated after every step (update_every_n_steps=1) to compare its validation loss with the default's.
+
+Goal: every callback of conf/callbacks/default.yaml (the JSON lists them) costs at most 5% more epoch
+time than training without them. Checkpoint files are written on a background thread (only the CPU
+snapshot is on the training thread), so their cost shows as the snapshot's hook time plus whatever the
+writer thread takes from training on a busy machine.
 
 Both arms run `redheart.train.train(cfg)` in this process on the real Hydra config (`data=sample`,
 its prepared splits and embedding cache beside data/sample.jsonl, reused, so no re-encoding), the same
@@ -70,6 +76,8 @@ ARMS = {
     "with": ["callbacks=default"],
     "without": ["callbacks=none", "+trainer.enable_checkpointing=false"],
 }
+# one extra fit (--ema-check): the EMA updated after every optimizer step, as before update_every_n_steps
+EMA_EVERY_STEP = ["callbacks=default", "callbacks.ema.update_every_n_steps=1"]
 HOOKS = sorted({n for n in dir(L.Callback) if n.startswith("on_")} | {"setup", "teardown", "state_dict"})
 
 
@@ -160,7 +168,7 @@ def compose_cfg(model: str, epochs: int, arm: str, output_dir: Path):
     GlobalHydra.instance().clear()
     overrides = [f"model={model}", "data=sample", "logger=tensorboard", "test=false", "seed=42",
                  f"trainer.max_epochs={epochs}", "+trainer.enable_progress_bar=false", "data.progress=false",
-                 *ARMS[arm]]
+                 *(EMA_EVERY_STEP if arm == "ema_every_step" else ARMS[arm])]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     GlobalHydra.instance().clear()
@@ -208,6 +216,14 @@ def one_run(model: str, epochs: int, arm: str) -> dict:
             "callbacks": captured.get("callbacks"), "params": metrics.get("parameters"),
             "steps": metrics.get("steps"), "val_loss": metrics.get("fit", {}).get("val/loss"),
             "hook_calls": profiler.calls, **sizes}
+
+
+def default_callbacks() -> dict[str, str]:
+    """Every callback of conf/callbacks/default.yaml: name -> class (what the "with" arm runs)."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.load(ROOT / "conf" / "callbacks" / "default.yaml")
+    return {name: str(c["_target_"]) for name, c in conf.items() if c is not None and "_target_" in c}
 
 
 def pairs(epochs: list[dict]) -> list[tuple[dict, dict]]:
@@ -261,8 +277,17 @@ def main() -> None:
     parser.add_argument("--max-foreign-cores", type=float, default=0.3,
                         help="an epoch during which other processes used more cores than this is left out of the "
                              "medians (on 2 cores one busy neighbour slows torch's threads many times over)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "callback_overhead.json"))
+    parser.add_argument("--ema-check", action="store_true",
+                        help="one more fit with the EMA updated every step: its val loss beside the default's")
+    parser.add_argument("--quiet-timeout", type=float, default=300.0,
+                        help="seconds to wait for a quiet machine before each fit (then it runs anyway)")
+    parser.add_argument("--quick", action="store_true", help="tiny, 3 epochs, 1 repeat, no waiting (CI)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON")
     args = parser.parse_args()
+    quiet_timeout = args.quiet_timeout
+    if args.quick:
+        args.model, args.epochs, args.repeats, quiet_timeout = "tiny", 3, 1, 0.0
+    out_path = Path(args.out) / ("callback_overhead_quick.json" if args.quick else "callback_overhead.json")
     if args.epochs < 3:
         parser.error("--epochs must be >= 3 (one warm-up epoch, then at least one 2-epoch pair)")
 
@@ -274,7 +299,7 @@ def main() -> None:
     runs = []
     for rep in range(args.repeats):
         for arm in ARMS:  # with, without, with, without, ...
-            waited = wait_for_quiet(args.max_foreign_cores)
+            waited = wait_for_quiet(args.max_foreign_cores, timeout=quiet_timeout)
             print(f"[{rep + 1}/{args.repeats}] {arm} callbacks: {args.epochs} epochs "
                   f"(waited {waited:.0f} s for a quiet machine) ...", flush=True)
             r = one_run(args.model, args.epochs, arm)
@@ -284,6 +309,17 @@ def main() -> None:
                                                  for e in r["epochs"]), flush=True)
             runs.append(r)
 
+    ema_check = None
+    if args.ema_check:
+        waited = wait_for_quiet(args.max_foreign_cores, timeout=quiet_timeout)
+        every = one_run(args.model, args.epochs, "ema_every_step")
+        default_loss = next(r["val_loss"] for r in runs if r["arm"] == "with")
+        ema_check = {"overrides": EMA_EVERY_STEP, "val_loss_every_step": every["val_loss"],
+                     "val_loss_default": default_loss,
+                     "relative_difference": (default_loss - every["val_loss"]) / every["val_loss"],
+                     "note": "same seed and data; the validation loss of the EMA weights after the last epoch"}
+        print(f"EMA every step: val loss {every['val_loss']:.5f}; default: {default_loss:.5f}", flush=True)
+
     skip = 1
     arms = summarise(runs, skip, args.max_foreign_cores)
     w, wo = arms["with"], arms["without"]
@@ -291,8 +327,8 @@ def main() -> None:
     modular_save_s = [e["hooks_s"].get("ModularCheckpoint.on_validation_end", 0.0)
                       for r in with_runs for e in r["epochs"]
                       if (e["epoch"] + 1) % 2 == 0 and e["foreign_cores"] <= args.max_foreign_cores]
-    resume_save_s = [e["hooks_s"].get("ModelCheckpoint.on_validation_end", 0.0)
-                     + e["hooks_s"].get("ModelCheckpoint.on_train_epoch_end", 0.0)
+    resume_save_s = [e["hooks_s"].get("ResumeCheckpoint.on_validation_end", 0.0)
+                     + e["hooks_s"].get("ResumeCheckpoint.on_train_epoch_end", 0.0)
                      for r in with_runs for e in r["epochs"] if e["foreign_cores"] <= args.max_foreign_cores]
     ratio = w["median_pair_wall_s"] / wo["median_pair_wall_s"]
     result = {
@@ -304,6 +340,8 @@ def main() -> None:
         "repeats_per_arm": args.repeats, "steps_per_fit": runs[0]["steps"], "max_foreign_cores": args.max_foreign_cores,
         "arms": {a: {"overrides": ARMS[a], "callbacks": next(r["callbacks"] for r in runs if r["arm"] == a)}
                  for a in ARMS},
+        "default_callbacks": default_callbacks(), "ema_check": ema_check, "quick": args.quick,
+        "quiet_timeout_s": quiet_timeout,
         "epoch_definition": "on_train_epoch_start to the next one (last: on_train_end): "
                             "train + val + checkpoint writes",
         "headline": "median over 2-epoch pairs (one modular save each) of per-epoch wall time",
@@ -333,14 +371,14 @@ def main() -> None:
         "per_arm": arms,
         "runs": [{k: r[k] for k in ("arm", "fit_total_s", "steps", "val_loss", "waited_s")} for r in runs],
     }
-    atomic_write_json(args.out, result)
+    atomic_write_json(out_path, result)
     print(json.dumps({k: result[k] for k in ("with_s", "without_s", "ratio_with_to_without",
                                              "ratio_cpu_with_to_without",
                                              "ratio_median_epoch_wall", "meets_goal", "extra_s_per_epoch",
                                              "callback_hooks_s_per_epoch", "callback_self_s_per_epoch",
                                              "modular_checkpoint", "resume_checkpoint")}, indent=2))
     print(f"clean pairs: with {w['clean_pairs']}/{w['pairs']}, without {wo['clean_pairs']}/{wo['pairs']}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out_path}")
 
 
 if __name__ == "__main__":

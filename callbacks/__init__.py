@@ -11,9 +11,11 @@ Configured by name in conf/callbacks/default.yaml:
 - rng_state.RNGStateCheckpoint: RNG states in the resume checkpoint (exact resume)
 - epoch_history.EpochHistory: one record per epoch in epoch_history.json (what LR sweeps compare)
 - nan_guard.NaNGuard: stop at the first non-finite loss, naming the step, epoch and cause
-Set on the Trainer (conf/trainer): atomic_checkpoint_io.AtomicCheckpointIO, Lightning checkpoints
-written by temp file + rename.
-Shared pieces: module_groups (group membership), param_sampling (sampled weights), train_loss.
-LR monitoring and the resume checkpoint are Lightning's own (LearningRateMonitor, ModelCheckpoint).
-The files they write are named in redheart.run_folder.
+- resume_checkpoint.ResumeCheckpoint: Lightning's ModelCheckpoint whose last.ckpt relink waits for the
+  background save
+Set on the Trainer (conf/trainer): atomic_checkpoint_io.AtomicCheckpointIO, Lightning checkpoints written by
+temp file + rename; AsyncAtomicCheckpointIO (default) does it on the writer thread from a CPU snapshot.
+Shared pieces: background_writer (the one thread per process that writes checkpoint files in submission
+order), module_groups (group membership), param_sampling (sampled weights), train_loss.
+LR monitoring is Lightning's own (LearningRateMonitor). The files these write are named in redheart.run_folder.
 """

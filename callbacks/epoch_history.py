@@ -5,7 +5,8 @@ epoch's optimizer steps (mean, std, min, max; before clipping), learning efficie
 the train loss since the first epoch), stability (1 / (1 + std of the step gradient
 norms)): the LR sweep's criteria (docs/design.md), learning rate and wall time. It also hashes the
 initial weights at fit start, so
-a sweep can show that every job started from the same weights.
+a sweep can show that every job started from the same weights. The step norms come from the
+GradientNormMonitor when it runs (one pass over the gradients per step, not two).
 
 The file is rewritten atomically after every epoch, so a killed job leaves the epochs it finished.
 """
@@ -23,6 +24,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
+from callbacks.gradient_norms import GradientNormMonitor
 from callbacks.module_groups import target_module
 from callbacks.train_loss import epoch_train_loss
 from redheart.io import atomic_write_json
@@ -59,12 +61,14 @@ class EpochHistory(L.Callback):
         self.hash_initial_weights = hash_initial_weights
         self.records: list[dict[str, Any]] = []
         self.initial_sha256: str | None = None
-        self._norms: list[torch.Tensor] = []
+        self._norms: list[torch.Tensor | float] = []
+        self._monitor: GradientNormMonitor | None = None
         self._epoch_start = time.monotonic()
         self._lr: float | None = None
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._monitor = next((c for c in trainer.callbacks if isinstance(c, GradientNormMonitor)), None)
         if self.hash_initial_weights and self.initial_sha256 is None and trainer.global_step == 0:
             self.initial_sha256 = state_sha256(target_module(pl_module))
 
@@ -76,6 +80,10 @@ class EpochHistory(L.Callback):
 
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        total = self._monitor.last_total if self._monitor is not None else None
+        if total is not None and total[0] == trainer.global_step:  # the monitor ran first at this step
+            self._norms.append(total[1])  # its groups hold every parameter of the net
+            return
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         if grads:  # kept on the device: one sync per epoch, not per step
             self._norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
@@ -85,7 +93,8 @@ class EpochHistory(L.Callback):
         if trainer.sanity_checking:
             return
         logged = trainer.callback_metrics
-        norms = torch.stack(self._norms).double().cpu() if self._norms else torch.zeros(0, dtype=torch.float64)
+        norms = (torch.stack([torch.as_tensor(n).double().cpu() for n in self._norms]) if self._norms
+                 else torch.zeros(0, dtype=torch.float64))
         grad = ({"mean": _finite_or_none(norms.mean()), "std": _finite_or_none(norms.std(unbiased=False)),
                  "min": _finite_or_none(norms.min()), "max": _finite_or_none(norms.max()), "steps": len(norms)}
                 if len(norms) else None)

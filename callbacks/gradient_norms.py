@@ -2,11 +2,13 @@
 
 Lightning calls `on_before_optimizer_step` after the backward pass (and after AMP unscaling) and
 before gradient clipping, so these are the raw norms. ModularCheckpoint reads `take_interval()` for
-the mean and max since its last checkpoint.
+the mean and max since its last checkpoint. EpochHistory and the LightningModule's gradient clipping
+read `last_total`, the norm over all groups, instead of each making another pass over every gradient.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ class GradientNormMonitor(L.Callback):
         self.module_groups = ModuleGroups(groups)
         self.log_every_n_steps = log_every_n_steps
         self._params: dict[str, list[torch.Tensor]] = {}
+        self.last_total: tuple[int, float] | None = None  # (global step, norm over every group), for EpochHistory
         self._reset_interval()
 
     def _reset_interval(self) -> None:
@@ -39,6 +42,9 @@ class GradientNormMonitor(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         groups = self.module_groups.partition(target_module(pl_module).named_parameters())
         self._params = {g: list(members.values()) for g, members in groups.items()}
+        # the total over the groups is the whole module's gradient norm only when they hold all its parameters
+        self.covers_module = ({id(p) for ps in self._params.values() for p in ps}
+                              == {id(p) for p in pl_module.parameters()})
 
     @torch.no_grad()
     def group_norms(self) -> dict[str, float]:
@@ -53,6 +59,7 @@ class GradientNormMonitor(L.Callback):
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         norms = self.group_norms()
+        self.last_total = (trainer.global_step, math.sqrt(sum(v * v for v in norms.values())))
         for group, value in norms.items():
             stats = self.interval.setdefault(group, {"sum": 0.0, "max": 0.0, "steps": 0})
             stats["sum"] += value
@@ -75,3 +82,14 @@ class GradientNormMonitor(L.Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.interval = {g: dict(s) for g, s in state_dict.get("interval", {}).items()}
+
+
+def step_total_norm(pl_module: L.LightningModule) -> float | None:
+    """The gradient norm over every parameter at this optimizer step, if GradientNormMonitor computed it
+    (it runs in `on_before_optimizer_step`, before Lightning clips); None otherwise."""
+    trainer = pl_module._trainer
+    for callback in trainer.callbacks if trainer is not None else ():
+        if isinstance(callback, GradientNormMonitor) and getattr(callback, "covers_module", False):
+            total = callback.last_total
+            return total[1] if total is not None and total[0] == trainer.global_step else None
+    return None

@@ -1,22 +1,30 @@
 """ModularCheckpoint: every N epochs, one safetensors file per module group plus a metrics file.
 
 Layout under `dirpath` (default `<run>/modular`):
-    epoch_002/<group>.safetensors   raw weights as `raw/<name>`, EMA weights as `ema/<name>` (when an
-                                    EMAWeightAveraging callback runs); header metadata: epoch, group, dtype
+    epoch_002/<group>.safetensors   raw weights as `raw/<name>`, EMA weights as `ema/<name>`; header
+                                    metadata: epoch, group, dtype, which copies it holds
     metrics_epoch_002.json          what the analysis needs (see `epoch_metrics`)
     manifest.json                   every saved epoch: files, sizes, sha256; rewritten after the files
+`weights`: `evaluated` (default) stores only the copy validation measured, the EMA weights when an
+EMAWeightAveraging callback runs, else the raw ones: what the analysis and the crossover read, half the
+disk of `both`, which adds the other copy (docs/checkpoints.md "Disk").
 Every file is written to a temp name and renamed, so a kill mid-write leaves no file that looks valid
-(the manifest only ever lists complete files). Epochs are 1-based counts of completed epochs: with
+(the manifest only ever lists complete files). The tensors are copied to CPU memory at the epoch
+boundary, on the training thread; the files, the metrics file and the manifest (last) are written on
+the process's checkpoint writer thread (callbacks/background_writer.py), which the next save, the end
+of fit, teardown and an exception wait for. Epochs are 1-based counts of completed epochs: with
 every_n_epochs=2 and 60 epochs, 2, 4, ..., 60 (30 checkpoints). safetensors loads without pickle.
 Only the Lightning `last`/resume checkpoint keeps optimizer and scheduler state.
 """
 
 from __future__ import annotations
 
+import logging
 import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import save_file
 from typing_extensions import override
 
+from callbacks.background_writer import WRITER
 from callbacks.dead_units import DeadUnitMonitor
 from callbacks.ema import AveragedWeights
 from callbacks.gradient_norms import GradientNormMonitor
@@ -36,6 +45,8 @@ from redheart.io import atomic_write_json, atomic_write_with, nulls_for_non_fini
 from redheart.run_folder import FORMAT, MANIFEST, group_file, metrics_file, new_manifest, read_manifest
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+log = logging.getLogger(__name__)
+WEIGHTS = ("evaluated", "both")
 
 
 def peak_rss_bytes() -> int:
@@ -54,19 +65,25 @@ class ModularCheckpoint(L.Callback):
         groups: module groups, group -> parameter-name prefixes (conf/module_groups).
         every_n_epochs: save after every N-th completed epoch.
         dtype: stored precision, "float32" or "bfloat16".
-        save_ema: store the EMA weights beside the raw ones when an averaging callback runs.
+        weights: "evaluated" stores the weights validation measured (the EMA ones when an averaging callback
+            runs, else the raw ones); "both" also stores the raw weights beside the EMA ones (twice the disk).
+        background: write the files on the background writer thread from a CPU snapshot.
     """
     def __init__(self, dirpath: str, groups: Mapping[str, Sequence[str]], every_n_epochs: int = 2,
-                 dtype: str = "float32", save_ema: bool = True):
+                 dtype: str = "float32", weights: str = "evaluated", background: bool = True):
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
         self.dirpath = Path(dirpath)
         self.module_groups = ModuleGroups(groups)
         self.every_n_epochs = every_n_epochs
         self.dtype = dtype
-        self.save_ema = save_ema
+        self.weights = weights
+        self.background = background
+        self._last_write: Future | None = None
         self.saved_epochs: list[int] = []
         self._sampler: ParameterSampler | None = None
         self._snapshot: dict | None = None
@@ -106,6 +123,18 @@ class ModularCheckpoint(L.Callback):
             return
         self.save(trainer, pl_module, epoch)
 
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        WRITER.wait()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        try:
+            WRITER.wait()  # the writes queued before the failure still land whole
+        except RuntimeError as err:  # the training's own exception is the one to report
+            log.error("%s", err)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        WRITER.wait()
+
     def _ema(self, trainer: L.Trainer) -> dict[str, torch.Tensor] | None:
         for callback in trainer.callbacks:
             state = callback.averaged_state_dict() if isinstance(callback, AveragedWeights) else None
@@ -115,23 +144,42 @@ class ModularCheckpoint(L.Callback):
         return None
 
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
-        net = target_module(pl_module)
-        raw = dict(net.state_dict())
-        ema = self._ema(trainer) if self.save_ema else None
+        ema = self._ema(trainer)  # the weights validation measured when EMA runs
+        raw = dict(target_module(pl_module).state_dict()) if ema is None or self.weights == "both" else None
         metrics = self.epoch_metrics(trainer, pl_module, epoch, ema is not None)
-        self._write(epoch, raw, ema, metrics)
+        if trainer.is_global_zero:
+            self.write_snapshot(epoch, raw, ema, metrics)
         self.saved_epochs.append(epoch)
 
+    def write_snapshot(self, epoch: int, raw: dict | None, ema: dict | None, metrics: dict) -> None:
+        """Copy the tensors now, write them on the writer thread (or here when `background` is off)."""
+        WRITER.wait_for(self._last_write)  # the previous checkpoint is on disk before this one's copy is taken
+        raw, ema = self._snapshot_tensors(raw), self._snapshot_tensors(ema)
+        if self.background:
+            self._last_write = WRITER.submit(lambda: self._write(epoch, raw, ema, metrics))
+        else:
+            self._write(epoch, raw, ema, metrics)
+
+    def _snapshot_tensors(self, state: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+        """CPU copies in the storage dtype: what the writer thread saves, whatever training does meanwhile."""
+        if state is None:
+            return None
+        dtype = DTYPES[self.dtype]
+        return {n: t.detach().to("cpu", dtype, copy=True) for n, t in state.items()}
+
     @rank_zero_only
-    def _write(self, epoch: int, raw: dict, ema: dict | None, metrics: dict) -> None:
+    def _write(self, epoch: int, raw: dict | None, ema: dict | None, metrics: dict) -> None:
+        if raw is None and ema is None:
+            raise ValueError("a modular checkpoint needs the raw or the EMA weights")
         dtype = DTYPES[self.dtype]
         files = {}
         for group, names in self._group_names.items():
-            tensors = {f"raw/{n}": raw[n].detach().to("cpu", dtype).contiguous() for n in names}
-            if ema is not None:
-                tensors |= {f"ema/{n}": ema[n].detach().to("cpu", dtype).contiguous() for n in names}
+            tensors = {}
+            for prefix, state in (("raw", raw), ("ema", ema)):
+                if state is not None:
+                    tensors |= {f"{prefix}/{n}": state[n].detach().to("cpu", dtype).contiguous() for n in names}
             meta = {"format": FORMAT, "epoch": str(epoch), "group": group, "dtype": self.dtype,
-                    "ema": str(ema is not None).lower()}
+                    "ema": str(ema is not None).lower(), "raw": str(raw is not None).lower()}
             path = atomic_write_with(group_file(self.dirpath, epoch, group),
                                      lambda tmp, t=tensors, m=meta: save_file(t, tmp, m))
             files[group] = {"path": str(path.relative_to(self.dirpath)), "bytes": path.stat().st_size,
@@ -140,7 +188,8 @@ class ModularCheckpoint(L.Callback):
         manifest = self.read_manifest()
         manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["epoch"] != epoch] + [{
             "epoch": epoch, "files": files, "metrics": metrics_path.name,
-            "metrics_sha256": sha256_file(metrics_path), "ema": ema is not None, "dtype": self.dtype,
+            "metrics_sha256": sha256_file(metrics_path), "ema": ema is not None, "raw": raw is not None,
+            "dtype": self.dtype,
         }]
         manifest["checkpoints"].sort(key=lambda c: c["epoch"])
         atomic_write_json(self.manifest_path, manifest)  # last: it lists only complete files

@@ -33,7 +33,7 @@ def four_epoch_run(tmp_path_factory):
     from tests.conftest import REPO_ROOT, compose_for
 
     tmp = tmp_path_factory.mktemp("run4")
-    cfg = compose_for(tmp, *FAST, "trainer.max_epochs=4")
+    cfg = compose_for(tmp, *FAST, "trainer.max_epochs=4", "callbacks.modular_checkpoint.weights=both")
     metrics = train(cfg)
     return SimpleNamespace(dir=tmp / "run", cfg=cfg, metrics=metrics, root=REPO_ROOT)
 

@@ -45,7 +45,8 @@ class RunCheckpoints:
         self.manifest_path = manifest.path
         self.groups: dict[str, tuple[str, ...]] = {g: tuple(p) for g, p in manifest.groups.items()}
         self.files: dict[tuple[int, str], GroupFile] = {}
-        self.ema: dict[int, bool] = {}
+        self.ema: dict[int, bool] = {}  # EMA weights stored
+        self.raw: dict[int, bool] = {}  # raw weights stored (a manifest without the field: always)
         self.dtype: dict[int, str] = {}
         self.metrics_files: dict[int, Path] = {}
         for entry in manifest.checkpoints:
@@ -62,6 +63,7 @@ class RunCheckpoints:
             self.files[(epoch, group)] = GroupFile(epoch, group, path, str(path.relative_to(self.run_dir)),
                                                    str(info["sha256"]), int(info["bytes"]))
         self.ema[epoch] = bool(entry.get("ema", False))
+        self.raw[epoch] = bool(entry.get("raw", True))
         self.dtype[epoch] = str(entry.get("dtype", "float32"))
         self.metrics_files[epoch] = self.modular / entry["metrics"]
 

@@ -73,6 +73,11 @@ def resolve_weights(weights: str, checkpoints: RunCheckpoints) -> str:
     has_ema = all(checkpoints.ema.values())
     if weights == "auto":
         return "ema" if has_ema else "raw"
+    if weights == "raw" and not all(checkpoints.raw.values()):
+        missing = [e for e, raw in checkpoints.raw.items() if not raw]
+        raise CrossoverError(f"crossover.weights=raw, but the checkpoints of epochs {missing} hold only the evaluated "
+                             f"(EMA) weights ({checkpoints.manifest_path}); train with "
+                             "callbacks.modular_checkpoint.weights=both to keep the raw ones too")
     if weights == "ema" and not has_ema:
         missing = [e for e, ema in checkpoints.ema.items() if not ema]
         raise CrossoverError(f"crossover.weights=ema, but the checkpoints of epochs {missing} hold no EMA weights "

@@ -16,6 +16,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 
+from callbacks.gradient_norms import step_total_norm
 from redheart.model.net import MODULE_TASKS, net_inputs
 from redheart.safe_targets import NET, SCHEDULES, check_targets, is_torch_optimizer
 from redheart.training.losses import multitask_loss, symmetric_kl
@@ -65,6 +66,22 @@ class RedHeartLitModule(L.LightningModule):
         self.epoch_train_loss = MeanMetric()
         # The last training step's loss parts (detached): what callbacks/nan_guard.py names when the loss is NaN.
         self.last_train_losses: dict[str, torch.Tensor] = {}
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Clip by norm with the total gradient norm GradientNormMonitor already computed at this step (one
+        pass over the gradients instead of two; torch's clip_grad_norm_ up to float rounding of the total);
+        without it, Lightning's own clipping."""
+        total = step_total_norm(self) if gradient_clip_val and gradient_clip_algorithm in (None, "norm") else None
+        if total is None:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        coef = float(gradient_clip_val) / (total + 1e-6)  # clip_grad_norm_'s coefficient
+        if not coef < 1.0:  # torch multiplies by the clamped 1.0 (a no-op) too; NaN: nothing to rescue
+            return
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, coef)
 
     def forward(self, embedding: torch.Tensor | None = None, **inputs: torch.Tensor) -> dict:
         return self.net(embedding, **inputs)

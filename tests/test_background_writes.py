@@ -1,0 +1,243 @@
+"""Checkpoints written off the training thread: snapshots, waits, order, crashes mid-write; EMA every n
+steps; what a default run stores."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+import callbacks.atomic_checkpoint_io as aio
+import callbacks.modular_checkpoint as mc
+from callbacks.atomic_checkpoint_io import AsyncAtomicCheckpointIO
+from callbacks.background_writer import WRITER
+from callbacks.ema import BatchedEMAWeightAveraging
+from callbacks.modular_checkpoint import ModularCheckpoint
+from redheart.crossover.errors import CrossoverError
+from redheart.crossover.run import crossover_and_evaluate
+from redheart.train import train
+from tests.conftest import compose_for
+
+GROUPS = {"a": ["a"], "b": ["b"]}
+
+
+@pytest.fixture(autouse=True)
+def _writer_left_clean():
+    yield
+    with contextlib.suppress(RuntimeError):  # a test that fails a write on purpose leaves its error behind
+        WRITER.wait()
+
+
+def writer(tmp_path, **kwargs) -> ModularCheckpoint:
+    cb = ModularCheckpoint(str(tmp_path / "modular"), GROUPS, **kwargs)
+    cb._group_names = {"a": ["a.w"], "b": ["b.w"]}
+    return cb
+
+
+def gated_save_file(monkeypatch) -> threading.Event:
+    """safetensors' save_file in the modular writer waits for the returned event before writing."""
+    gate = threading.Event()
+    real = mc.save_file
+
+    def save_file(tensors, path, metadata=None):
+        assert gate.wait(10), "the test never opened the gate"
+        real(tensors, path, metadata)
+
+    monkeypatch.setattr(mc, "save_file", save_file)
+    return gate
+
+
+def blocks(fn) -> tuple[threading.Thread, list]:
+    """Run `fn` in a thread; (thread, [errors])."""
+    errors: list = []
+
+    def run():
+        try:
+            fn()
+        except BaseException as err:  # noqa: BLE001 (reported to the test)
+            errors.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+def test_modular_writes_run_in_the_background_from_a_snapshot_and_the_next_write_waits(tmp_path, monkeypatch):
+    gate = gated_save_file(monkeypatch)
+    cb = writer(tmp_path)
+    state = {"a.w": torch.ones(3), "b.w": torch.ones(2)}
+    cb.write_snapshot(2, state, None, {"epoch": 2})  # returns while the write waits on the gate
+    assert not cb.manifest_path.exists() and WRITER.busy
+    state["a.w"].add_(5.0)  # training goes on and changes the live weights
+    second, errors = blocks(lambda: cb.write_snapshot(4, state, None, {"epoch": 4}))
+    time.sleep(0.3)
+    assert second.is_alive(), "the next write did not wait for the pending one"
+    gate.set()
+    second.join(10)
+    assert not second.is_alive() and errors == []
+    end, _ = blocks(lambda: cb.on_fit_end(None, None))
+    end.join(10)
+    assert not WRITER.busy
+    manifest = json.loads(cb.manifest_path.read_text())
+    assert [c["epoch"] for c in manifest["checkpoints"]] == [2, 4]
+    first = load_file(tmp_path / "modular" / "epoch_002" / "a.safetensors")
+    assert torch.equal(first["raw/a.w"], torch.ones(3))  # the snapshot, not the weights at write time
+    second_file = load_file(tmp_path / "modular" / "epoch_004" / "a.safetensors")
+    assert torch.equal(second_file["raw/a.w"], torch.full((3,), 6.0))
+
+
+def test_fit_end_teardown_and_an_exception_wait_for_the_pending_write(tmp_path, monkeypatch):
+    for hook in ("on_fit_end", "teardown", "on_exception"):
+        gate = gated_save_file(monkeypatch)
+        cb = writer(tmp_path / hook)
+        cb.write_snapshot(2, {"a.w": torch.ones(1), "b.w": torch.ones(1)}, None, {"epoch": 2})
+        args = {"on_fit_end": (None, None), "teardown": (None, None, "fit"),
+                "on_exception": (None, None, RuntimeError("boom"))}[hook]
+        thread, errors = blocks(lambda cb=cb, hook=hook, args=args: getattr(cb, hook)(*args))
+        time.sleep(0.3)
+        assert thread.is_alive(), f"{hook} returned before the write"
+        gate.set()
+        thread.join(10)
+        assert errors == [] and cb.manifest_path.is_file(), hook
+
+
+def test_a_crash_in_the_middle_of_a_background_write_leaves_nothing_that_looks_valid(tmp_path, monkeypatch):
+    cb = writer(tmp_path)
+    cb.write_snapshot(2, {"a.w": torch.ones(1), "b.w": torch.ones(1)}, None, {"epoch": 2})
+    WRITER.wait()
+    real = mc.save_file
+
+    def dies_halfway(tensors, path, metadata=None):
+        real(tensors, path, metadata)
+        with open(path, "r+b") as fh:
+            fh.truncate(20)  # the bytes written so far
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mc, "save_file", dies_halfway)
+    cb.write_snapshot(4, {"a.w": torch.zeros(1), "b.w": torch.zeros(1)}, None, {"epoch": 4})
+    with pytest.raises(RuntimeError, match="background checkpoint write failed: disk full"):
+        WRITER.wait()  # raised on the training thread
+    monkeypatch.undo()
+    manifest = json.loads(cb.manifest_path.read_text())
+    assert [c["epoch"] for c in manifest["checkpoints"]] == [2]  # the manifest never lists the broken epoch
+    assert not (tmp_path / "modular" / "metrics_epoch_004.json").exists()
+    assert [p.name for p in (tmp_path / "modular" / "epoch_004").iterdir()] == []  # no file, no temp file
+
+
+def test_the_previous_resume_checkpoint_is_removed_only_after_the_new_one_is_whole(tmp_path, monkeypatch):
+    io = AsyncAtomicCheckpointIO()
+    old, new = tmp_path / "resume-epoch=001.ckpt", tmp_path / "resume-epoch=003.ckpt"
+    weights = torch.ones(3)
+    io.save_checkpoint({"state_dict": {"w": weights}}, old)
+    weights.add_(1.0)  # changed after the save call: the file holds the snapshot
+    io.teardown()
+    assert torch.equal(torch.load(old)["state_dict"]["w"], torch.ones(3))
+
+    real_save = torch.save
+
+    def dies_halfway(obj, f):
+        real_save({"partial": True}, f)
+        raise KeyboardInterrupt("killed during torch.save")
+
+    monkeypatch.setattr(aio.torch, "save", dies_halfway)
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, new)
+    io.remove_checkpoint(old)  # Lightning's order: save the new one, then remove the previous one
+    with pytest.raises(RuntimeError, match="killed during torch.save"):
+        io.teardown()
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [old.name]  # old kept, no half-written new, no temp
+    assert torch.equal(torch.load(old)["state_dict"]["w"], torch.ones(3))
+
+
+def test_load_waits_for_the_pending_save(tmp_path, monkeypatch):
+    io = AsyncAtomicCheckpointIO()
+    gate = threading.Event()
+    real_save = torch.save
+    monkeypatch.setattr(aio.torch, "save", lambda obj, f: (gate.wait(10), real_save(obj, f)))
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"w": torch.ones(2)}, path)
+    loaded: list = []
+    thread, errors = blocks(lambda: loaded.append(io.load_checkpoint(path)))
+    time.sleep(0.3)
+    assert thread.is_alive() and not path.exists()
+    gate.set()
+    thread.join(10)
+    assert errors == [] and torch.equal(loaded[0]["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize("warmup", [False, True])
+@pytest.mark.parametrize("n", [2, 5])
+def test_ema_every_n_steps_with_decay_to_the_n_equals_the_per_step_ema(n, warmup):
+    """Weights that move only at the update steps: the every-n average (decay**n) equals the per-step one
+    (with warm-up: once it has settled at `decay`); with the plain decay per update it would not."""
+    decay, updates, start = 0.9, 12, (1000 if warmup else 0)
+    fn = {k: BatchedEMAWeightAveraging(decay=decay, warmup=warmup, update_every_n_steps=k)._kwargs["multi_avg_fn"]
+          for k in (1, n)}
+    targets = [torch.randn(4, generator=torch.Generator().manual_seed(i)) for i in range(updates)]
+    per_step, every_n, naive = torch.zeros(4), torch.zeros(4), torch.zeros(4)
+    for k, target in enumerate(targets):
+        for s in range(n):  # the same weights for the n steps of this block
+            fn[1]([per_step], [target], torch.tensor(start * n + k * n + s + 1))
+        fn[n]([every_n], [target], torch.tensor(start + k + 1))
+        fn[1]([naive], [target], torch.tensor(start * n + k + 1))  # one update, step decay: no d**n
+    assert torch.allclose(every_n, per_step, atol=1e-6), (every_n, per_step)
+    assert not torch.allclose(naive, per_step, atol=1e-3)  # the check can fail
+
+
+def test_ema_every_n_steps_updates_on_every_nth_step_only():
+    ema = BatchedEMAWeightAveraging(decay=0.99, update_every_n_steps=4)
+    assert [s for s in range(12) if ema.should_update(step_idx=s)] == [0, 4, 8]
+    with pytest.raises(ValueError, match="update_every_n_steps"):
+        BatchedEMAWeightAveraging(update_every_n_steps=0)
+
+
+FAST = ("model=tiny", "data.embedding.backend=hashing", "data.embedding.dim=64", "data.progress=false",
+        "logger=none", "+trainer.enable_progress_bar=false", "test=false", "trainer.max_epochs=2")
+
+
+def test_a_default_run_stores_the_evaluated_ema_weights_only_and_the_crossover_reads_them(compose_cfg, tmp_path):
+    train(compose_cfg(*FAST))
+    run = tmp_path / "run"
+    manifest = json.loads((run / "modular" / "manifest.json").read_text())
+    entry = manifest["checkpoints"][0]
+    assert entry["ema"] is True and entry["raw"] is False
+    for info in entry["files"].values():
+        with safe_open(str(run / "modular" / info["path"]), "pt") as f:
+            assert all(k.startswith("ema/") for k in f.keys()) and f.metadata()["raw"] == "false"  # noqa: SIM118
+    metrics = json.loads((run / "modular" / "metrics_epoch_002.json").read_text())
+    assert metrics["weights_evaluated"] == "ema" and metrics["ema"] is True
+    ema_state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu")["state_dict"]
+    result = crossover_and_evaluate({"weights": "auto", **{g: 2 for g in manifest["groups"]}}, {"enabled": False},
+                                    run, None, tmp_path / "out")
+    assert result["weights"] == "ema"
+    assembled = load_file(result["crossover"])
+    assert all(torch.equal(t, ema_state[f"net.{k}"]) for k, t in assembled.items())  # the validated weights
+    with pytest.raises(CrossoverError, match="weights=both"):
+        crossover_and_evaluate({"weights": "raw", **{g: 2 for g in manifest["groups"]}}, {"enabled": False},
+                               run, None, tmp_path / "raw")
+
+
+def test_clipping_with_the_monitors_norm_matches_lightnings_clipping(tmp_path):
+    """gradient_clip_val=0.01 clips every step: the weights after 4 steps agree with Lightning's own
+    clip_grad_norm_ (used without the monitor) to float rounding, and differ without clipping."""
+    common = ("model=tiny", "data.embedding.backend=hashing", "data.embedding.dim=64", "data.progress=false",
+              "logger=none", "+trainer.enable_progress_bar=false", "test=false", "trainer.max_epochs=1",
+              "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1", "trainer.deterministic=true")
+
+    def weights(name: str, *extra: str) -> dict[str, torch.Tensor]:
+        train(compose_for(tmp_path / name, *common, *extra))
+        last = tmp_path / name / "run" / "checkpoints" / "last.ckpt"
+        return torch.load(last, map_location="cpu")["current_model_state"]
+
+    shared = weights("shared", "trainer.gradient_clip_val=0.01", "callbacks.modular_checkpoint.every_n_epochs=1")
+    lightning = weights("lightning", "trainer.gradient_clip_val=0.01", "~callbacks.gradient_norms",
+                        "callbacks.modular_checkpoint.every_n_epochs=1")
+    unclipped = weights("unclipped", "trainer.gradient_clip_val=0", "callbacks.modular_checkpoint.every_n_epochs=1")
+    assert all(torch.allclose(shared[k], lightning[k], rtol=1e-5, atol=1e-7) for k in shared)
+    assert not all(torch.allclose(shared[k], unclipped[k], rtol=1e-3, atol=1e-5) for k in shared)
