@@ -17,8 +17,8 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = sorted(p.name for p in (REPO_ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
-# TEMPORARY: these two get --quick in another branch; empty this set once it is merged.
-AWAITING_QUICK_MODE = {"callback_overhead.py", "crossover_memory.py"}
+# Quick modes with their own assertions (goals, not just sane figures): tests/test_bench_checkpoints_quick.py
+CHECKED_ELSEWHERE = {"callback_overhead.py", "crossover_memory.py", "checkpoint_disk.py", "gpu_full.py"}
 
 
 def _finite_numbers(value) -> bool:
@@ -49,6 +49,8 @@ CHECKS = {
             for v in r["variants"].values()),
     "encoder_activations.py": lambda r: r["model"] == "tiny" and r["encoder_parameters"] > 0
     and r["lengths"]["128"]["saved_bytes_fp32_per_text"] > r["lengths"]["32"]["saved_bytes_fp32_per_text"] > 0,
+    "ema_every_n.py": lambda r: r["model"] == "tiny" and set(r["summary"]) >= {"1", "4"}
+    and r["summary"]["1"]["max_abs_val_loss_difference_vs_n1"] == 0.0,
     "param_monitor_cost.py": lambda r: r["model"] == "tiny" and r["params"] > 0 and r["window_check_s"] > 0
     and r["fwd_bwd_s"] > 0 and r["snapshot_bytes"] < r["full_copy_bytes"],
 }
@@ -57,8 +59,8 @@ CHECKS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_bench_quick_mode_writes_sane_figures(script, tmp_path):
-    if script in AWAITING_QUICK_MODE:
-        pytest.skip(f"{script}: --quick comes with another branch")
+    if script in CHECKED_ELSEWHERE:
+        pytest.skip(f"{script}: run by tests/test_bench_checkpoints_quick.py")
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), "--quick", "--out", str(out)],
@@ -70,5 +72,5 @@ def test_bench_quick_mode_writes_sane_figures(script, tmp_path):
     assert CHECKS.get(script, lambda r: bool(r))(figures), json.dumps(figures)[:3000]
 
 
-def test_every_bench_script_has_a_check_or_awaits_its_quick_mode():
-    assert set(SCRIPTS) == set(CHECKS) | AWAITING_QUICK_MODE
+def test_every_bench_script_has_a_quick_check():
+    assert set(SCRIPTS) == set(CHECKS) | CHECKED_ELSEWHERE
