@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
@@ -55,9 +55,15 @@ class BatchedEMAWeightAveraging(EMAWeightAveraging):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         multi_avg_fn = warmup_ema_multi_avg_fn(decay) if warmup else get_ema_multi_avg_fn(decay)
-        # torch's AveragedModel uses `multi_avg_fn` whenever it is given, ignoring the per-tensor `avg_fn`
-        # that EMAWeightAveraging passes along with it
-        super().__init__(decay=decay, multi_avg_fn=multi_avg_fn, **kwargs)
+        # EMAWeightAveraging's constructor always passes a per-tensor `avg_fn`, and torch (>= 2.13) refuses
+        # an AveragedModel given both that and `multi_avg_fn`: its parent's constructor is called instead,
+        # and the three update settings EMAWeightAveraging's constructor would set are set here.
+        every = kwargs.pop("update_every_n_steps", 1)
+        at_step = kwargs.pop("update_starting_at_step", None)
+        at_epoch = kwargs.pop("update_starting_at_epoch", None)
+        WeightAveraging.__init__(self, multi_avg_fn=multi_avg_fn, **kwargs)
+        self.update_every_n_steps, self.update_starting_at_step = every, at_step
+        self.update_starting_at_epoch = at_epoch
 
     def averaged_state_dict(self) -> dict[str, torch.Tensor] | None:
         """The averaged LightningModule's state dict (its own tensors), None before the first update."""
