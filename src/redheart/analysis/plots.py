@@ -35,8 +35,8 @@ def _save(fig, path: Path) -> Path:
 def _mark_common(ax, entry: dict, overfit: int | None) -> None:
     first, last = entry["plateau"]
     ax.axvspan(first - 0.5, last + 0.5, color="tab:green", alpha=0.12, label=f"plateau {first}-{last}")
-    if overfit is not None and entry["bound"] is not None:
-        ax.axvline(overfit, color="tab:red", ls=":", lw=1.2, label=f"overfitting point {overfit}")
+    if entry["bound"] is not None:  # the group's own overfitting point (or its coupling's)
+        ax.axvline(entry["bound"], color="tab:red", ls=":", lw=1.2, label=f"overfitting point {entry['bound']}")
     ax.axvline(entry["recommended_epoch"], color="black", lw=1.6, label=f"chosen epoch {entry['recommended_epoch']}")
 
 
