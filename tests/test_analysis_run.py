@@ -51,7 +51,8 @@ def test_every_technique_finds_the_planted_sweet_spot(planted):
                 continue
             assert found is not None and abs(found - 32) <= 2, (group, technique, found)
         first, last = entry["plateau"]
-        assert abs(first - 24) <= 2 and abs(last - 40) <= 2, (group, entry["plateau"])
+        # a plateau starts once no window still falls significantly: up to a window after the fall ends
+        assert 22 <= first <= 28 and abs(last - 40) <= 2, (group, entry["plateau"])
 
 
 PLANTED = {"backbone": (8, 16), "heads": (24, 36), "advanced_bentham": (44, 56)}  # sweet spots 12, 30, 50

@@ -32,7 +32,8 @@ def _plateau_reason(entry: dict, thresholds: dict) -> str:
                 f"flat (Hamed-Rao Mann-Kendall: no significant trend, mean p {ev['mean_p']:.2f}, or |Sen slope| "
                 f"≤ {rate:.2g} %/epoch of the level); {where}")
     if entry["plateau_source"] == "cusum":
-        return f"No Mann-Kendall plateau; CUSUM's best-level segment of {metric} is {first}-{last}; {where}"
+        return (f"No Mann-Kendall plateau; the change-point detector's best-level segment of {metric} is "
+                f"{first}-{last}; {where}")
     return f"No plateau found in {metric}; candidates are the checkpoints around the vote ({first}-{last})"
 
 
@@ -78,7 +79,8 @@ def group_section(group: str, entry: dict, thresholds: dict) -> str:
              f"  1. {_plateau_reason(entry, thresholds)}",
              f"  2. {_task_reason(entry)}",
              f"  3. {_gradient_reason(group, entry)}",
-             f"  4. CUSUM change points at {', '.join(map(str, cusum.get('change_points', []))) or 'none'}"
+             "  4. Change points (penalised piecewise-linear fit) at "
+             + (', '.join(map(str, cusum.get('change_points', []))) or 'none')
              + (f"; best-level segment {cusum['segment'][0]}-{cusum['segment'][1]}" if "segment" in cusum else ""),
              f"  5. MCDA score {_fmt(mcda.get('score'), 3)} (" + ", ".join(
                  f"{c} {_fmt(v, 2)}" for c, v in mcda.get("criteria", {}).items()) + ")",
