@@ -79,6 +79,26 @@ def test_groups_with_different_sweet_spots_get_their_own_epochs(planted_per_grou
     assert all(any(e != epoch for e in recipe.values()) for epoch in result["epochs"])
 
 
+def test_the_vote_counts_each_signal_once():
+    """The curve (Mann-Kendall + change points), the task metrics and gradient health weigh 1 each; MCDA,
+    which mixes them, votes nothing: moving its epoch cannot move the vote."""
+    from redheart.analysis.common import TechniqueResult
+    from redheart.analysis.settings import parse_settings
+    from redheart.analysis.vote import vote
+
+    weights = parse_settings(compose_analyze("ckpt_dir=x").analysis).vote_weights
+    signals = {"curve": ("mann_kendall", "cusum"), "task": ("task",), "gradient": ("gradient",), "mixed": ("mcda",)}
+    assert {s: sum(weights[t] for t in ts) for s, ts in signals.items()} == {"curve": 1, "task": 1, "gradient": 1,
+                                                                           "mixed": 0}
+    epochs = list(range(2, 62, 2))
+    base = {"mann_kendall": TechniqueResult(30, 0.9), "cusum": TechniqueResult(30, 0.9),
+            "task": TechniqueResult(40, 0.9), "gradient": TechniqueResult(20, 0.9)}
+    eligible = [True] * len(epochs)
+    picks = {vote({**base, "mcda": TechniqueResult(e, 1.0)}, weights, epochs, eligible, 8, 2).epoch
+             for e in (2, 40, 60)}
+    assert picks == {30}
+
+
 def test_the_module_metrics_contract(planted):
     run, result = planted
     on_disk = json.loads((run / "analysis_results" / "module_metrics.json").read_text())
