@@ -268,6 +268,13 @@ def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
     assert "beat best single beyond its CI" in report and "[comparison.md](comparison.md)" in report
     assert "Best single vs the Logistic regression (C=" in report
     assert "| Logistic regression (C=" in (out / "comparison.md").read_text()
+    assert set(evaluation["tasks"]) == {"emotion", "intensity", "regret", "bentham", "surd"}
+    for task, by_candidate in evaluation["tasks"].items():
+        assert set(by_candidate) == set(names) - ({"logistic_regression"} if task != "emotion" else set())
+        assert "vs_best_single" not in by_candidate["best_single"]
+        assert all("vs_best_single" in e for n, e in by_candidate.items() if n != "best_single")
+    assert "## Per-task verdict (test)" in report and "- **bentham**:" in report
+    assert "### surd (test records with the target:" in (out / "comparison.md").read_text()
     greedy = json.loads((out / "greedy_crossover.json").read_text())
     assert set(greedy["recommended"]) == set(GROUPS)
 
@@ -285,3 +292,36 @@ def test_a_real_tiny_run_is_combined_and_evaluated_consistently_with_its_trainin
     consistency = evaluation["consistency_with_training"]
     assert consistency["checked_epochs"] == 3 and consistency["max_abs_val_loss_difference"] < 1e-4
     assert (run_dir / "analysis_results" / "final_report.md").is_file()
+
+
+def test_a_candidate_changing_only_advanced_bentham_moves_bentham_and_exactly_nothing_of_emotion(tmp_path):
+    from redheart.crossover.assemble import expected_tensors, plan_assembly
+    from redheart.crossover.checkpoints import RunCheckpoints
+    from redheart.crossover.rebuild import build_net, datamodule_of, input_dim_of, loss_settings, run_config, schema_of
+    from redheart.crossover.run import per_task, versus
+
+    run_dir = make_run(tmp_path, epochs=(2, 4))
+    checkpoints, cfg = RunCheckpoints(run_dir), run_config(run_dir)
+    dim = input_dim_of(run_dir, cfg)
+    expected = expected_tensors(build_net(cfg, dim, device="meta"))
+    data, schema = datamodule_of(cfg, None), schema_of(cfg)
+    loaders = {"train": data.train_dataloader(), "val": data.val_dataloader(), "test": data.test_dataloader()}
+    evaluator = Evaluator(build_net(cfg, dim, device="cpu"), checkpoints, loaders, loss_settings(cfg),
+                          len(schema.class_names), len(schema.bentham_names), torch.device("cpu"))
+    recipe = {g: (2,) for g in GROUPS}
+    base = evaluator.predict(plan_assembly(checkpoints, recipe, "raw", expected), "test")
+    moved = evaluator.predict(plan_assembly(checkpoints, {**recipe, "advanced_bentham": (4,)}, "raw", expected), "test")
+    boot = {"resamples": 1000, "confidence": 0.95, "seed": 0}
+    results = [{"name": "best_single"}, {"name": "only_bentham", "vs_best_single": versus(base, moved, boot)}]
+    tasks = per_task(results, {"best_single": base, "only_bentham": moved}, boot)
+    assert set(tasks) == {"emotion", "intensity", "regret", "bentham", "surd"}
+    emotion = tasks["emotion"]["only_bentham"]["vs_best_single"]
+    assert set(emotion) == {"accuracy", "macro_f1", "ece", "brier"}
+    for ci in emotion.values():
+        assert ci["difference"] == 0.0 and ci["ci_low"] == 0.0 and ci["ci_high"] == 0.0
+    bentham = tasks["bentham"]["only_bentham"]["vs_best_single"]
+    assert tasks["bentham"]["only_bentham"]["test"]["records"] > 0
+    assert bentham["mae"]["difference"] != 0.0 and bentham["mae"]["ci_low"] < bentham["mae"]["ci_high"]
+    for task in ("intensity", "regret"):  # no path from advanced_bentham (SURD has one: phase.community fuses both)
+        assert all(ci["difference"] in (0.0, None) for ci in tasks[task]["only_bentham"]["vs_best_single"].values()), \
+            (task, tasks[task])

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from redheart.crossover.checkpoints import RunCheckpoints  # noqa: E402
-from redheart.crossover.tables import latex_table, markdown_table  # noqa: E402
+from redheart.crossover.tables import TASK_COLUMNS, latex_table, markdown_table, task_tables  # noqa: E402
 from redheart.io import atomic_write_json, atomic_write_text, atomic_write_with  # noqa: E402
 from redheart.run_folder import EPOCH_HISTORY, RUN_INFO  # noqa: E402
 
@@ -120,6 +120,34 @@ def _baseline_verdict(baseline: Mapping[str, Any]) -> str:
             + "; ".join(parts) + ".")
 
 
+def _task_cell(deltas: Mapping[str, Any] | None) -> str:
+    if deltas is None:
+        return "—"
+    better = [m for m, ci in deltas.items() if ci.get("better_beyond_ci")]
+    worse = [m for m, ci in deltas.items() if ci.get("worse_beyond_ci")]
+    parts = ([f"better: {', '.join(better)}"] if better else []) + ([f"worse: {', '.join(worse)}"] if worse else [])
+    return "; ".join(parts) or "no difference beyond CI"
+
+
+def task_verdicts(evaluation: Mapping[str, Any]) -> list[str]:
+    """Per task, which candidates beat (or lost to) best single beyond the 95% CI of some metric."""
+    tasks = evaluation.get("tasks") or {}
+    names = [r["name"] for r in evaluation["candidates"] if r["name"] != "best_single"]
+    labels = {r["name"]: r["label"] for r in evaluation["candidates"]}
+    lines = ["| candidate | " + " | ".join(TASK_COLUMNS) + " |", "|---|" + "---|" * len(TASK_COLUMNS)]
+    for name in names:
+        cells = [_task_cell((tasks.get(t) or {}).get(name, {}).get("vs_best_single")) for t in TASK_COLUMNS]
+        lines.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
+    summary = []
+    for task in TASK_COLUMNS:
+        winners = [labels[n] for n in names
+                   if any(ci.get("better_beyond_ci")
+                          for ci in (tasks.get(task) or {}).get(n, {}).get("vs_best_single", {}).values())]
+        summary.append(f"- **{task}**: " + (f"beat best single beyond its CI: {', '.join(winners)}." if winners
+                                            else "no candidate beat best single beyond its CI."))
+    return summary + ["", *lines]
+
+
 def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], table_md: str,
                  links: Mapping[str, Path | None], analysis_files: Sequence[Path]) -> Path:
     base = path.parent
@@ -159,6 +187,10 @@ def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], ta
     for group, epoch in evaluation["choices"].items():
         lines.append(f"| {group} | {epoch} | {evaluation['choice_sources'][group]} | {greedy_choice.get(group, '—')} |")
     stats = evaluation["running_statistics"]
+    lines += ["", "## Per-task verdict (test)", "",
+              "Every task's final output, each candidate against best single: emotion accuracy, macro-F1, ECE and "
+              "Brier; intensity, regret, Bentham and SURD MAE and Spearman ρ over the test records with the target "
+              "(paired bootstrap, 95% CI; tables in comparison.md).", "", *task_verdicts(evaluation)]
     lines += ["", "## Comparison (test; val for selection)", "", table_md,
               "Bold: best value of the column. Δ columns: points vs best single, 95% CI; `*` marks an interval "
               "that excludes 0. ECE: 15 bins; T-scaled: temperature fitted on val per candidate. The val columns "
@@ -184,7 +216,10 @@ def write_outputs(evaluation: dict, checkpoints: RunCheckpoints, epoch_scores: d
              "comparison_tex": out_dir / "comparison.tex", "chart": out_dir / "comparison.png",
              "checkpoint_curve": out_dir / "checkpoint_val_curve.png"}
     atomic_write_json(paths["evaluation"], evaluation)
-    atomic_write_text(paths["comparison_md"], f"# {caption}\n\n{md}")
+    labels = {r["name"]: r["label"] for r in results}
+    per_task_md = task_tables(evaluation.get("tasks") or {}, labels)
+    atomic_write_text(paths["comparison_md"], f"# {caption}\n\n{md}\n## Per task (test; Δ vs best single, "
+                                              f"95% paired-bootstrap CI, `*` excludes 0)\n\n{per_task_md}")
     atomic_write_text(paths["comparison_tex"], latex_table(results, caption))
     bar_chart(results, paths["chart"])
     training = {e: checkpoints.epoch_metrics(e) or {} for e in checkpoints.epochs}

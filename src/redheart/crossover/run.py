@@ -238,9 +238,13 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
         r["test"]["ci"] = cis[c.key]
         if c.name != "best_single":
             r["vs_best_single"] = versus(base, test_cache[c.key], boot)
+    named_tests = {c.name: test_cache[c.key] for c in candidates}
     baseline = settings.get("baseline") or {}
     if baseline.get("logistic_regression", True):
-        results.append(_logistic_regression_result(datamodule, len(schema.class_names), baseline, base, boot, bins))
+        row, named_tests["logistic_regression"] = _logistic_regression_result(datamodule, len(schema.class_names),
+                                                                              baseline, base, boot, bins)
+        results.append(row)
+    tasks = per_task(results, named_tests, boot)
     if has_running_stats(net):
         stats = "recomputed with torch.optim.swa_utils.update_bn on the train split for every candidate"
     else:
@@ -259,7 +263,7 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
         "greedy_soup": {"epochs": sorted(next(iter(soup_recipe.values()))) if soup_recipe else None,
                         "trace": soup_trace},
         "greedy_crossover": {"choices": greedy_choice, "trace": greedy_trace},
-        "candidates": results, "running_statistics": stats, "notes": notes,
+        "candidates": results, "tasks": tasks, "running_statistics": stats, "notes": notes,
         "val_evaluations": scorer.calls, "seconds": {"selection": round(selection_seconds, 2),
                                                      "total": round(time.monotonic() - started, 2)},
     }
@@ -285,8 +289,26 @@ def _consistency(epochs: list[int], checkpoints: RunCheckpoints, scorer: _Scorer
     return {"checked_epochs": len(diffs), "max_abs_val_loss_difference": max(diffs.values()), "per_epoch": diffs}
 
 
+def per_task(results: list[dict], tests: dict[str, Predictions], boot: dict[str, Any]) -> dict[str, dict]:
+    """evaluation.json's `tasks`: {task: {candidate: {"test": metrics, "vs_best_single": {metric: Δ}}}}."""
+    from redheart.crossover.task_eval import TASKS, task_arrays, task_deltas, task_metrics
+
+    arrays = {name: task_arrays(test) for name, test in tests.items()}
+    metrics = {name: task_metrics(arrays[name], {"accuracy": test.accuracy, "macro_f1": test.macro_f1})
+               for name, test in tests.items()}
+    out: dict[str, dict] = {t: {} for t in TASKS}
+    for r in results:
+        name = r["name"]
+        deltas = None if name == "best_single" else task_deltas(
+            arrays["best_single"], arrays[name], metrics["best_single"], metrics[name], r.get("vs_best_single"), boot)
+        for task, values in metrics[name].items():
+            out[task][name] = {"test": values} | ({"vs_best_single": deltas.get(task, {})} if deltas is not None
+                                                  else {})
+    return out
+
+
 def _logistic_regression_result(datamodule: Any, num_classes: int, settings: dict[str, Any], base: Predictions,
-                                boot: dict[str, Any], bins: int) -> dict[str, Any]:
+                                boot: dict[str, Any], bins: int) -> tuple[dict[str, Any], Predictions]:
     """The scikit-learn baseline on the same embeddings and split, as one more row (baseline.py)."""
     from redheart.crossover.baseline import DEFAULT_C, fit_logistic_regression
     from redheart.crossover.evaluate import Predictions, summarize
@@ -306,7 +328,7 @@ def _logistic_regression_result(datamodule: Any, num_classes: int, settings: dic
                         "converged": fit.converged,
                         "model": "sklearn StandardScaler + LogisticRegression on the run's embeddings"},
             "val": summarize(val, temperature, bins), "test": summarize(test, temperature, bins) | {
-                "ci": metric_cis(test, boot)}, "vs_best_single": versus(base, test, boot)}
+                "ci": metric_cis(test, boot)}, "vs_best_single": versus(base, test, boot)}, test
 
 
 def metric_cis(test: Predictions, boot: dict[str, Any]) -> dict[str, dict]:
