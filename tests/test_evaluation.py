@@ -274,6 +274,10 @@ def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
         assert "vs_best_single" not in by_candidate["best_single"]
         assert all("vs_best_single" in e for n, e in by_candidate.items() if n != "best_single")
     assert "## Per-task verdict (test)" in report and "- **bentham**:" in report
+    assert set(evaluation["selection_check"]) == set(names) - {"logistic_regression"}
+    assert evaluation["selection_check"]["best_single"]["selected_gain"] == 0.0
+    assert evaluation["recommendation"]["recommended"] in ("best_single", "crossover", "greedy_crossover")
+    assert "## Selection check (val halves)" in report and "**Recommended: " in report
     assert "### surd (test records with the target:" in (out / "comparison.md").read_text()
     greedy = json.loads((out / "greedy_crossover.json").read_text())
     assert set(greedy["recommended"]) == set(GROUPS)
@@ -325,3 +329,20 @@ def test_a_candidate_changing_only_advanced_bentham_moves_bentham_and_exactly_no
     for task in ("intensity", "regret"):  # no path from advanced_bentham (SURD has one: phase.community fuses both)
         assert all(ci["difference"] in (0.0, None) for ci in tasks[task]["only_bentham"]["vs_best_single"].values()), \
             (task, tasks[task])
+
+
+def test_a_crossover_is_recommended_only_when_the_confirmation_half_agrees():
+    from redheart.crossover.confirm import gains, recommend, val_halves
+
+    select, confirm = val_halves(np.repeat(np.arange(4), 10), seed=0)
+    assert len(select) == len(confirm) == 20 and not set(select) & set(confirm)
+    assert np.bincount(np.repeat(np.arange(4), 10)[select]).tolist() == [5, 5, 5, 5]  # stratified
+    scores = {"best_single": {"select": 1.00, "confirm": 1.00},
+              "greedy_crossover": {"select": 0.95, "confirm": 1.02},   # won the search, lost on confirmation
+              "crossover": {"select": 0.99, "confirm": 0.98}}          # small, but on both halves
+    check = gains(scores, "min")
+    assert check["greedy_crossover"]["selected_gain"] == pytest.approx(0.05)
+    assert check["greedy_crossover"]["optimism"] == pytest.approx(0.07)
+    assert recommend(check)["recommended"] == "crossover"
+    scores["crossover"]["confirm"] = 1.01
+    assert recommend(gains(scores, "min"))["recommended"] == "best_single"

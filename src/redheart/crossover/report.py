@@ -148,6 +148,28 @@ def task_verdicts(evaluation: Mapping[str, Any]) -> list[str]:
     return summary + ["", *lines]
 
 
+def selection_lines(evaluation: Mapping[str, Any]) -> list[str]:
+    """The recommendation and, per candidate, selected vs confirmed gain over best single and the optimism."""
+    check, rec = evaluation.get("selection_check"), evaluation.get("recommendation")
+    if not check or not rec:
+        return []
+    sel = evaluation["selection"]
+    labels = {r["name"]: r["label"] for r in evaluation["candidates"]}
+    lines = ["## Selection check (val halves)", "",
+             f"**Recommended: {labels.get(rec['recommended'], rec['recommended'])}** — {rec['reason']}.", "",
+             f"Every search ran on the selection half of val ({sel.get('select_records')} records); the "
+             f"confirmation half ({sel.get('confirm_records')} records) was read by none. Gain = val "
+             f"`{sel['metric']}` better than best single's (positive = better); optimism = selected − confirmed. "
+             "The analysis' crossover read the training's logs of the whole val split: its confirmation is "
+             "not independent of its selection.", "",
+             "| candidate | searched on the selection half | selected gain | confirmed gain | optimism |",
+             "|---|---|---:|---:|---:|"]
+    for name, c in check.items():
+        lines.append(f"| {labels.get(name, name)} | {'yes' if c['searched_on_selection_half'] else 'no'} | "
+                     f"{c['selected_gain']:+.4f} | {c['confirmed_gain']:+.4f} | {c['optimism']:+.4f} |")
+    return lines + [""]
+
+
 def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], table_md: str,
                  links: Mapping[str, Path | None], analysis_files: Sequence[Path]) -> Path:
     base = path.parent
@@ -170,7 +192,8 @@ def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], ta
         f"Differences are test metric(candidate) − metric(best single, epoch {best['details']['epoch']}), "
         f"paired bootstrap over test records ({boot['resamples']} resamples, seed {boot['seed']}, percentile "
         f"interval). With {test_n} test records one record is {100 / max(test_n, 1):.2f} accuracy points.",
-        "", "## Pipeline artefacts", "",
+        "", *selection_lines(evaluation),
+        "## Pipeline artefacts", "",
         f"- Data report: {_link(links.get('data_report'), base)}",
         f"- LR sweep: {sweep if isinstance(sweep := links.get('lr_sweep'), str) else _link(sweep, base)}",
         f"- Training curves: {_link(links.get('tensorboard'), base, 'TensorBoard logs')}, "

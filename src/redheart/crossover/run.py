@@ -1,8 +1,9 @@
 """`crossover_and_evaluate(...)`: assemble the crossover, then compare it honestly with the baselines.
 
-Called by analyze.py after the analysis stage and by combine.py. Protocol: every choice that needs a
-score (best single, greedy soup, greedy crossover, temperature) is made on val; the test split is
-predicted only once the candidate list is fixed, and only reported. Outputs in `out_dir`:
+Called by analyze.py after the analysis stage and by combine.py. Protocol: every search (best single,
+greedy soup, greedy crossover) runs on the selection half of val, every candidate is then scored on
+the confirmation half (redheart.crossover.confirm), temperatures are fitted on the whole val split; the
+test split is predicted only once the candidate list is fixed, and only reported. Outputs in `out_dir`:
 crossover_final.safetensors, provenance.json, evaluation.json, comparison.md/.tex/.png,
 checkpoint_val_curve.png, greedy_crossover.json, final_report.md.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Subset
 
 from redheart.crossover.assemble import (
     AssemblyPlan,
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_OUTPUT = "crossover_final.safetensors"
+SELECT, CONFIRM = "val_select", "val_confirm"   # the two halves of val (redheart.crossover.confirm)
 
 
 def _plain(cfg: Any) -> dict[str, Any]:
@@ -122,15 +125,16 @@ class _Scorer:
             self.plans[key] = plan_assembly(self.checkpoints, recipe, weights, self.expected)
         return self.plans[key]
 
-    def predictions(self, recipe: Mapping[str, tuple[int, ...]], weights: str) -> Predictions:
-        key = self.key(recipe, weights)
+    def predictions(self, recipe: Mapping[str, tuple[int, ...]], weights: str, split: str = "val") -> Predictions:
+        key = (split, self.key(recipe, weights))
         if key not in self.val:
-            self.val[key] = self.evaluator.predict(self.plan(recipe, weights), "val")
+            self.val[key] = self.evaluator.predict(self.plan(recipe, weights), split)
             self.calls += 1
         return self.val[key]
 
-    def score(self, recipe: Mapping[str, tuple[int, ...]], weights: str) -> float:
-        return metric_value(self.predictions(recipe, weights), self.selection.metric)
+    def score(self, recipe: Mapping[str, tuple[int, ...]], weights: str, split: str = SELECT) -> float:
+        """The selection metric on the selection half of val (every search reads only this)."""
+        return metric_value(self.predictions(recipe, weights, split), self.selection.metric)
 
 
 def metric_value(predictions: Predictions, metric: str) -> float:
@@ -152,6 +156,7 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                         choices: dict[str, int], sources: dict[str, str], weights: str, analysis: dict | None,
                         settings: dict[str, Any], out_dir: Path, crossover_path: Path | None = None) -> dict:
     # deferred: torchmetrics, scipy, matplotlib and Lightning are not needed to assemble (bench/crossover_memory.py)
+    from redheart.crossover.confirm import gains, recommend, val_halves
     from redheart.crossover.evaluate import Evaluator, has_running_stats
     from redheart.crossover.report import write_outputs
     from redheart.crossover.temperature import fit_temperature
@@ -171,6 +176,11 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
     datamodule = datamodule_of(cfg, settings.get("batch_size"))
     loaders = {"train": datamodule.train_dataloader(), "val": datamodule.val_dataloader(),
                "test": datamodule.test_dataloader()}
+    split_seed = int(settings.get("split_seed", 0))
+    halves = val_halves(datamodule.datasets["val"].tensors["label"].numpy(), split_seed)
+    for name, idx in zip((SELECT, CONFIRM), halves, strict=True):
+        loaders[name] = DataLoader(Subset(datamodule.datasets["val"], idx.tolist()), batch_size=datamodule.batch_size,
+                                   shuffle=False)
     schema = schema_of(cfg)
     net = build_net(cfg, input_dim, device="cpu")
     evaluator = Evaluator(net, checkpoints, loaders, loss_settings(cfg), len(schema.class_names),
@@ -226,6 +236,12 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
             first_of[c.key] = c.name
             val = scorer.predictions(c.recipe, c.weights)
             temperatures[c.key] = fit_temperature(val.logits, val.labels)
+    # confirmation: every candidate on both halves, before the test split is touched
+    halves_scores = {c.name: {"select": scorer.score(c.recipe, c.weights, SELECT),
+                              "confirm": scorer.score(c.recipe, c.weights, CONFIRM)} for c in candidates}
+    check = gains(halves_scores, selection.mode)
+    recommendation = recommend(check)
+    log.info("recommendation: %s (%s)", recommendation["recommended"], recommendation["reason"])
     selection_seconds = time.monotonic() - started
     distinct = [c for c in candidates if first_of[c.key] == c.name]
     test_cache = {c.key: evaluator.predict(scorer.plan(c.recipe, c.weights), "test") for c in distinct}
@@ -252,7 +268,9 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
 
     evaluation = {
         "run_dir": str(checkpoints.run_dir), "weights": weights, "choices": choices, "choice_sources": sources,
-        "selection": {"metric": selection.metric, "mode": selection.mode, "split": "val"},
+        "selection": {"metric": selection.metric, "mode": selection.mode, "split": "val (selection half)",
+                      "split_seed": split_seed, "select_records": len(halves[0]), "confirm_records": len(halves[1])},
+        "selection_check": check, "recommendation": recommendation,
         "settings": {"fixed_epochs": fixed, "shifts": shifts, "plateau_window": window, "bootstrap": boot,
                      "calibration_bins": bins, "device": str(evaluator.device),
                      "batch_size": datamodule.batch_size},
@@ -282,7 +300,7 @@ def _consistency(epochs: list[int], checkpoints: RunCheckpoints, scorer: _Scorer
     for epoch in epochs:
         logged = checkpoints.epoch_metrics(epoch) or {}
         if logged.get("weights_evaluated") == weights and isinstance(logged.get("val_loss"), int | float):
-            ours = scorer.predictions({g: (epoch,) for g in groups}, weights).loss
+            ours = scorer.predictions({g: (epoch,) for g in groups}, weights, "val").loss
             diffs[str(epoch)] = abs(ours - float(logged["val_loss"]))
     if not diffs:
         return {"checked_epochs": 0, "note": f"the training logged no val loss for the {weights} weights"}
