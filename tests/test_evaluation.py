@@ -213,6 +213,8 @@ def evaluated(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setattr(Evaluator, "predict", recording)
     analysis = analysis_for(run_dir, {g: (4 if i % 2 else 6) for i, g in enumerate(GROUPS)}, plateau=(4, 8))
     analysis["epochs"] = [2, 4, 6, 8]
+    for i, entry in enumerate(analysis["groups"].values()):  # each group's own curve: best at 4 or at 6
+        entry["series"] = {"loss": {"2": 1.0, "4": 0.9 if i % 2 else 0.95, "6": 0.93 if i % 2 else 0.9, "8": 1.3}}
     settings = {"fixed_epochs": [4, 30], "shifts": [-2, 2], "bootstrap": {"resamples": 1000, "seed": 0}}
     result = crossover_and_evaluate({"weights": "auto"}, settings, run_dir, analysis, root / "out")
     return result, calls, root / "out"
@@ -238,13 +240,16 @@ def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
     result, _, out = evaluated
     evaluation = json.loads((out / "evaluation.json").read_text())
     names = [c["name"] for c in evaluation["candidates"]]
-    assert names == ["single_epoch_004", "best_single", "last", "ema", "plateau_average", "greedy_soup", "crossover",
+    assert names == ["single_epoch_004", "best_single", "last", "ema", "plateau_average", "per_group_plateau_average",
+                     "greedy_soup", "crossover",
                      "greedy_crossover", "crossover_shift_-2", "crossover_shift_+2", "logistic_regression"]
     assert evaluation["weights"] == "ema" and any("[30]" in n for n in evaluation["notes"])
     by_name = {c["name"]: c for c in evaluation["candidates"]}
     scores = {int(e): v for e, v in evaluation["val_by_epoch"].items()}
     assert by_name["best_single"]["details"]["epoch"] == min(scores, key=scores.get)  # val loss, min
     assert by_name["plateau_average"]["recipe"]["backbone"] == [4, 6, 8]
+    windows = by_name["per_group_plateau_average"]["recipe"]  # within 5% of each group's own best
+    assert windows["backbone"] == [6] and windows["heads"] == [4, 6]
     assert by_name["ema"]["weights"] == "ema" and by_name["ema"]["same_weights_as"] == "last"
     for c in evaluation["candidates"]:
         for split in ("val", "test"):
@@ -346,3 +351,13 @@ def test_a_crossover_is_recommended_only_when_the_confirmation_half_agrees():
     assert recommend(check)["recommended"] == "crossover"
     scores["crossover"]["confirm"] = 1.01
     assert recommend(gains(scores, "min"))["recommended"] == "best_single"
+
+
+def test_swad_window_is_the_run_within_tolerance_around_the_groups_own_best():
+    from redheart.crossover.soups import swad_window
+
+    values = {2: 2.0, 4: 1.04, 6: 1.0, 8: 1.03, 10: 1.2, 12: 1.01}
+    assert swad_window(values, "min", [2, 4, 6, 8, 10, 12], 0.05) == [4, 6, 8]  # 12 is close but not contiguous
+    assert swad_window(values, "min", [2, 4, 6, 8, 10, 12], 0.01) == [6]
+    assert swad_window(values, "min", [2, 4, 8, 10], 0.05) == [4, 8]  # 6 unusable: best of the rest, gap skipped
+    assert swad_window({2: 0.5, 4: 0.8, 6: 0.79}, "max", [2, 4, 6], 0.05) == [4, 6]

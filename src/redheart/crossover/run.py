@@ -30,6 +30,7 @@ from redheart.crossover.assemble import (
 from redheart.crossover.candidates import Candidate, build_candidates
 from redheart.crossover.checkpoints import RunCheckpoints
 from redheart.crossover.choices import (
+    group_windows,
     load_analysis,
     plateau_epochs,
     resolve_choices,
@@ -224,9 +225,14 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                      f"{checkpoints.epochs[-1]}): not evaluated.")
     shifts = [int(d) for d in settings.get("shifts", [-4, -2, 2, 4])]
     has_ema = all(checkpoints.ema.values())
+    tolerance = float(settings.get("swad_tolerance", 0.05))
+    windows = group_windows(analysis, checkpoints, tolerance)
+    if windows is None:
+        notes.append("No analysis with per-group validation series: the per-group SWAD average is not evaluated.")
     candidates = build_candidates(groups, epochs, weights, has_ema, best_epoch, fixed, choices,
                                   plateau_average(plateaus), soup_recipe, greedy_choice, shifts,
-                                  lambda d: shifted(choices, d, analysis, checkpoints))
+                                  lambda d: shifted(choices, d, analysis, checkpoints),
+                                  plateau_average(windows) if windows else None)
 
     # --- the fixed candidate list on test (and its val numbers, already computed or cached) ------------
     first_of: dict[tuple, str] = {}
@@ -278,6 +284,7 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
         "val_by_epoch": {str(e): v for e, v in epoch_scores.items()}, "best_single_epoch": best_epoch,
         "consistency_with_training": consistency,
         "plateaus": {g: list(p) for g, p in plateaus.items()},
+        "swad_windows": windows, "swad_tolerance": tolerance,
         "greedy_soup": {"epochs": sorted(next(iter(soup_recipe.values()))) if soup_recipe else None,
                         "trace": soup_trace},
         "greedy_crossover": {"choices": greedy_choice, "trace": greedy_trace},
