@@ -283,6 +283,9 @@ def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
     assert evaluation["selection_check"]["best_single"]["selected_gain"] == 0.0
     assert evaluation["recommendation"]["recommended"] in ("best_single", "crossover", "greedy_crossover")
     assert "## Selection check (val halves)" in report and "**Recommended: " in report
+    calibration = evaluation["calibration"]["best_single"]
+    assert calibration["chosen"] in calibration["methods"] and set(calibration["test"]) == set(calibration["methods"])
+    assert "## Calibration (fitted on val, compared on test)" in report
     assert "### surd (test records with the target:" in (out / "comparison.md").read_text()
     greedy = json.loads((out / "greedy_crossover.json").read_text())
     assert set(greedy["recommended"]) == set(GROUPS)
@@ -361,3 +364,30 @@ def test_swad_window_is_the_run_within_tolerance_around_the_groups_own_best():
     assert swad_window(values, "min", [2, 4, 6, 8, 10, 12], 0.01) == [6]
     assert swad_window(values, "min", [2, 4, 8, 10], 0.05) == [4, 8]  # 6 unusable: best of the rest, gap skipped
     assert swad_window({2: 0.5, 4: 0.8, 6: 0.79}, "max", [2, 4, 6], 0.05) == [4, 6]
+
+
+def test_isotonic_and_platt_lower_a_planted_miscalibration_on_held_out_data():
+    import json as _json
+
+    from redheart.crossover.calibrators import apply_json, calibrate_and_compare, chosen_calibrator, fit, scores
+
+    rng = np.random.default_rng(0)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        true_logits = rng.normal(0, 1.5, size=(n, 5))
+        labels = np.array([rng.choice(5, p=np.exp(z) / np.exp(z).sum()) for z in true_logits])
+        return torch.from_numpy(3.0 * true_logits), torch.from_numpy(labels)  # planted: 3x overconfident
+
+    val_z, val_y = draw(1500)
+    test_z, test_y = draw(1500)
+    raw = scores(apply_json({"kind": "none"}, test_z.numpy()), test_y.numpy())
+    for method in ("isotonic", "platt", "vector", "temperature"):
+        params = _json.loads(_json.dumps(fit(method, val_z.numpy(), val_y.numpy())))  # survives JSON
+        held_out = scores(apply_json(params, test_z.numpy()), test_y.numpy())
+        assert held_out["ece"] < 0.7 * raw["ece"], (method, held_out, raw)
+        assert held_out["brier"] < raw["brier"] and held_out["nll"] < raw["nll"], method
+    result = calibrate_and_compare(val_z, val_y, test_z, test_y)
+    assert result["chosen"] != "none" and result["test"]["none"]["ece"] == pytest.approx(raw["ece"])
+    evaluation = {"calibration": {"best_single": result}, "recommendation": {"recommended": "best_single"}}
+    carried = chosen_calibrator(evaluation)
+    assert carried["method"] == result["chosen"] and _json.loads(_json.dumps(carried)) == carried

@@ -170,6 +170,22 @@ def selection_lines(evaluation: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def calibration_lines(evaluation: Mapping[str, Any]) -> list[str]:
+    """Per calibrated model: every method's test ECE, Brier and NLL, and the one chosen on val."""
+    labels = {r["name"]: r["label"] for r in evaluation["candidates"]}
+    lines = []
+    for name, entry in (evaluation.get("calibration") or {}).items():
+        lines += [f"**{labels.get(name, name)}**: chosen on val: **{entry['chosen']}** ({entry['chosen_by']}).", "",
+                  "| method | val CV NLL | test ECE | test Brier | test NLL |", "|---|---:|---:|---:|---:|"]
+        for method in entry["methods"]:
+            t = entry["test"][method]
+            mark = " (chosen)" if method == entry["chosen"] else ""
+            lines.append(f"| {method}{mark} | {entry['val_cv_nll'][method]:.4f} | {t['ece']:.4f} | {t['brier']:.4f} | "
+                         f"{t['nll']:.4f} |")
+        lines.append("")
+    return (["## Calibration (fitted on val, compared on test)", "", *lines]) if lines else []
+
+
 def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], table_md: str,
                  links: Mapping[str, Path | None], analysis_files: Sequence[Path]) -> Path:
     base = path.parent
@@ -214,6 +230,7 @@ def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], ta
               "Every task's final output, each candidate against best single: emotion accuracy, macro-F1, ECE and "
               "Brier; intensity, regret, Bentham and SURD MAE and Spearman ρ over the test records with the target "
               "(paired bootstrap, 95% CI; tables in comparison.md).", "", *task_verdicts(evaluation)]
+    lines += ["", *calibration_lines(evaluation)]
     lines += ["", "## Comparison (test; val for selection)", "", table_md,
               "Bold: best value of the column. Δ columns: points vs best single, 95% CI; `*` marks an interval "
               "that excludes 0. ECE: 15 bins; T-scaled: temperature fitted on val per candidate. The val columns "

@@ -157,6 +157,7 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                         choices: dict[str, int], sources: dict[str, str], weights: str, analysis: dict | None,
                         settings: dict[str, Any], out_dir: Path, crossover_path: Path | None = None) -> dict:
     # deferred: torchmetrics, scipy, matplotlib and Lightning are not needed to assemble (bench/crossover_memory.py)
+    from redheart.crossover.calibrators import calibrate_and_compare
     from redheart.crossover.confirm import gains, recommend, val_halves
     from redheart.crossover.evaluate import Evaluator, has_running_stats
     from redheart.crossover.report import write_outputs
@@ -267,6 +268,12 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                                                                               baseline, base, boot, bins)
         results.append(row)
     tasks = per_task(results, named_tests, boot)
+    calibration = {}
+    for name in dict.fromkeys(("best_single", recommendation["recommended"])):
+        c = next(c for c in candidates if c.name == name)
+        val = scorer.predictions(c.recipe, c.weights)
+        calibration[name] = calibrate_and_compare(val.logits, val.labels, test_cache[c.key].logits,
+                                                  test_cache[c.key].labels, bins, log.info)
     if has_running_stats(net):
         stats = "recomputed with torch.optim.swa_utils.update_bn on the train split for every candidate"
     else:
@@ -288,7 +295,8 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
         "greedy_soup": {"epochs": sorted(next(iter(soup_recipe.values()))) if soup_recipe else None,
                         "trace": soup_trace},
         "greedy_crossover": {"choices": greedy_choice, "trace": greedy_trace},
-        "candidates": results, "tasks": tasks, "running_statistics": stats, "notes": notes,
+        "candidates": results, "tasks": tasks, "calibration": calibration, "running_statistics": stats,
+        "notes": notes,
         "val_evaluations": scorer.calls, "seconds": {"selection": round(selection_seconds, 2),
                                                      "total": round(time.monotonic() - started, 2)},
     }
