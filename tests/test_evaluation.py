@@ -304,6 +304,14 @@ def test_a_real_tiny_run_is_combined_and_evaluated_consistently_with_its_trainin
     consistency = evaluation["consistency_with_training"]
     assert consistency["checked_epochs"] == 3 and consistency["max_abs_val_loss_difference"] < 1e-4
     assert (run_dir / "analysis_results" / "final_report.md").is_file()
+    tables = (run_dir / "analysis_results" / "paper_tables.md").read_text()  # the run's own files, three tables
+    report = json.loads((run_dir / "data_report.json").read_text())
+    parameters = json.loads((run_dir / "parameters.json").read_text())
+    assert f"| Records read | {report['counts']['read']:,} |" in tables
+    assert f"| Kept after dedup | {report['counts']['kept']:,} |" in tables
+    assert f"| Total | {parameters['total']['actual']:,} | 100.0% |" in tables
+    assert tables.count("**Dataset statistics") == tables.count("**Model architecture") == 1
+    assert tables.count("| " + evaluation["candidates"][0]["label"] + " |") == 1
 
 
 def test_a_candidate_changing_only_advanced_bentham_moves_bentham_and_exactly_nothing_of_emotion(tmp_path):
@@ -391,3 +399,36 @@ def test_isotonic_and_platt_lower_a_planted_miscalibration_on_held_out_data():
     evaluation = {"calibration": {"best_single": result}, "recommendation": {"recommended": "best_single"}}
     carried = chosen_calibrator(evaluation)
     assert carried["method"] == result["chosen"] and _json.loads(_json.dumps(carried)) == carried
+
+
+def test_the_paper_tables_carry_the_runs_own_counts_and_parameter_totals(tmp_path):
+    from redheart.crossover.paper_tables import write_paper_tables
+
+    report = {"counts": {"read": 7666, "quarantined": 119, "near_duplicates": 91, "kept": 7456},
+              "split": {"stats": {"train": {"size": 5964, "class_fraction": {"joy": 0.14, "fear": 0.146}},
+                                  "val": {"size": 746}, "test": {"size": 746}}}}
+    parameters = {"modules": {"backbone": {"seed_name": "backbone", "actual": 1_234_567},
+                              "heads": {"seed_name": "heads", "actual": 765_433}},
+                  "groups": {"backbone": {"actual": 1_234_567}}, "total": {"actual": 2_000_000}}
+    evaluation = {"data": {"test_records": 746}, "candidates": [
+        {"name": "best_single", "label": "Best single (epoch 6)",
+         "test": {"accuracy": 0.601, "macro_f1": 0.597, "ece": 0.07, "brier": 0.508,
+                  "ci": {"accuracy": {"ci_low": 0.567, "ci_high": 0.637},
+                         "macro_f1": {"ci_low": 0.565, "ci_high": 0.631}}}},
+        {"name": "crossover", "label": "Parameter crossover",
+         "test": {"accuracy": 0.61, "macro_f1": 0.6, "ece": 0.06, "brier": 0.5, "ci": {}}}],
+        "tasks": {"bentham": {"best_single": {"test": {"records": 700, "mae": 0.21, "spearman": 0.3}},
+                              "crossover": {"test": {"records": 700, "mae": 0.2, "spearman": 0.31},
+                                            "vs_best_single": {"mae": {"difference": -0.01, "ci_low": -0.02,
+                                                                       "ci_high": -0.004, "better_beyond_ci": True}}}}}}
+    md_path, tex_path = write_paper_tables(tmp_path, tmp_path / "run", evaluation, report, parameters)
+    md, tex = md_path.read_text(), tex_path.read_text()
+    for text in (md, tex):
+        assert "7,666" in text and "7,456" in text and "5,964" in text and "746" in text  # the data report's counts
+        assert "97.3\\%" in text or "97.3%" in text                                      # kept / read
+        assert "1,234,567" in text and "2,000,000" in text and "61.7" in text           # per module, total, share
+        assert "Best single (epoch 6)" in text and "60.1 [56.7, 63.7]" in text           # results with CIs
+        assert "-0.010 [-0.020, -0.004]*" in text and "0.200 / 0.310" in text            # per task Δ with CI
+    assert tex.count("\\begin{table}") == 3 and md.count("| ---") == 0 and md.count("**") >= 3
+    md_path, _ = write_paper_tables(tmp_path, tmp_path / "run", evaluation, None, None)
+    assert "data_report.json not found" in md_path.read_text()

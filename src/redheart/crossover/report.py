@@ -22,8 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from redheart.crossover.checkpoints import RunCheckpoints  # noqa: E402
+from redheart.crossover.errors import CrossoverError  # noqa: E402
+from redheart.crossover.paper_tables import write_paper_tables  # noqa: E402
 from redheart.crossover.tables import TASK_COLUMNS, latex_table, markdown_table, task_tables  # noqa: E402
-from redheart.io import atomic_write_json, atomic_write_text, atomic_write_with  # noqa: E402
+from redheart.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json  # noqa: E402
 from redheart.run_folder import EPOCH_HISTORY, RUN_INFO  # noqa: E402
 
 
@@ -219,6 +221,8 @@ def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], ta
         f"- Crossover: {_link(links.get('crossover'), base)}, {_link(links.get('provenance'), base)}",
         f"- Comparison: {_link(links.get('comparison_md'), base)}, {_link(links.get('comparison_tex'), base)}, "
         f"{_link(links.get('chart'), base)}, {_link(links.get('evaluation'), base)}",
+        f"- Paper tables (dataset, architecture, results): {_link(links.get('paper_md'), base)}, "
+        f"{_link(links.get('paper_tex'), base)}",
         "", "## Crossover choices", "",
         "| group | crossover epoch | from | greedy crossover epoch |", "|---|---:|---|---:|",
     ]
@@ -270,6 +274,9 @@ def write_outputs(evaluation: dict, checkpoints: RunCheckpoints, epoch_scores: d
             "selection": evaluation["selection"], "start": {"best_single_epoch": evaluation["best_single_epoch"]},
             "plateaus": evaluation["plateaus"]})
     run_dir = checkpoints.run_dir
+    paths["paper_md"], paths["paper_tex"] = write_paper_tables(
+        out_dir, run_dir, evaluation, _optional_json(run_dir / "data_report.json"),
+        _optional_json(run_dir / "parameters.json"))
     mine = {p.name for p in paths.values()} | {"final_report.md", "greedy_crossover.json", "provenance.json"}
     analysis_files = sorted(p for p in out_dir.glob("*.md") if p.name not in mine)  # analysis_report.md
     analysis_files += [p for p in (out_dir / "visualizations", out_dir / "calibrated_thresholds.json") if p.exists()]
@@ -279,6 +286,13 @@ def write_outputs(evaluation: dict, checkpoints: RunCheckpoints, epoch_scores: d
              "provenance": out_dir / "provenance.json"}
     final_report(out_dir / "final_report.md", run_dir=run_dir, evaluation=evaluation, table_md=md, links=links,
                  analysis_files=analysis_files)
+
+
+def _optional_json(path: Path) -> dict | None:
+    """A run file the paper tables read, None when absent (the tables file says so)."""
+    if not path.is_file():
+        return None
+    return read_json(path, CrossoverError)
 
 
 def _find_lr_sweep(run_dir: Path) -> Path | str:
