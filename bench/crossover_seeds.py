@@ -57,9 +57,11 @@ def train_and_analyse(seed: int, work: Path, quick: bool, epochs: int, train_onl
     if train_only:
         return {"run_dir": str(run_dir), "seconds": seconds}
     seconds["analyse"] = run(["analyze.py", f"ckpt_dir={run_dir}"], work / f"analyse_seed_{seed}.log")
-    evaluation = json.loads((run_dir / "analysis_results" / "evaluation.json").read_text(encoding="utf-8"))
+    results = run_dir / "analysis_results"
+    evaluation = json.loads((results / "evaluation.json").read_text(encoding="utf-8"))
+    analysis = json.loads((results / "module_metrics.json").read_text(encoding="utf-8"))
     return {"run_dir": str(run_dir), "seconds": {k: round(v, 1) for k, v in seconds.items()},
-            "evaluation": evaluation}
+            "evaluation": evaluation, "group_overfitting_epochs": analysis.get("group_overfitting_epochs")}
 
 
 def deltas(evaluation: dict) -> dict:
@@ -84,9 +86,10 @@ def summary(per_seed: dict[int, dict]) -> dict:
         for task, metrics in tasks.items():
             for metric in metrics:
                 values = [s[name][task][metric] for s in per_seed.values() if metric in s.get(name, {}).get(task, {})]
-                diffs = [v["difference"] for v in values]
+                diffs = [v["difference"] for v in values if v["difference"] is not None]
                 out.setdefault(name, {}).setdefault(task, {})[metric] = {
-                    "mean": statistics.fmean(diffs), "sd": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+                    "mean": statistics.fmean(diffs) if diffs else None,
+                    "sd": statistics.stdev(diffs) if len(diffs) > 1 else 0.0 if diffs else None,
                     "seeds": len(diffs), "better_beyond_ci_every_seed": all(v["better_beyond_ci"] for v in values),
                     "better_beyond_ci_seeds": sum(v["better_beyond_ci"] for v in values),
                     "worse_beyond_ci_seeds": sum(v["worse_beyond_ci"] for v in values)}
@@ -121,9 +124,15 @@ def main(argv: list[str] | None = None) -> None:
         "per_seed": {str(s): {"best_single_epoch": runs[s]["evaluation"]["best_single_epoch"],
                               "choices": runs[s]["evaluation"]["choices"],
                               "recommendation": runs[s]["evaluation"].get("recommendation"),
+                              "selection_check": runs[s]["evaluation"].get("selection_check"),
+                              "group_overfitting_epochs": runs[s].get("group_overfitting_epochs"),
                               "seconds": runs[s]["seconds"], "delta_vs_best_single": per_seed[s]}
                      for s in seeds},
-        "summary": summary(per_seed),
+        "summary": (overview := summary(per_seed)),
+        "beat_best_single_beyond_ci_on_every_seed": {
+            task: sorted(f"{name}/{metric}" for name, tasks in overview.items()
+                         for metric, v in tasks.get(task, {}).items() if v["better_beyond_ci_every_seed"])
+            for task in ("emotion", "intensity", "regret", "bentham", "surd")},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg(),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
     }

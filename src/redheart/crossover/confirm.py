@@ -43,8 +43,8 @@ def gains(scores: Mapping[str, Mapping[str, float]], mode: str) -> dict[str, dic
     base = scores["best_single"]
     out = {}
     for name, s in scores.items():
-        selected = sign * (s["select"] - base["select"])
-        confirmed = sign * (s["confirm"] - base["confirm"])
+        selected = sign * (s["select"] - base["select"]) + 0.0  # + 0.0: no negative zero in the report
+        confirmed = sign * (s["confirm"] - base["confirm"]) + 0.0
         out[name] = {"select": s["select"], "confirm": s["confirm"], "selected_gain": selected,
                      "confirmed_gain": confirmed, "optimism": selected - confirmed,
                      "searched_on_selection_half": name in SEARCHED_ON_SELECTION_HALF}
