@@ -88,7 +88,9 @@ def group_section(group: str, entry: dict, thresholds: dict) -> str:
                  f" (below {thresholds['voting_confidence']:.0%}: review by hand)" if entry["needs_review"] else ""),
              "",
              f"Modules {', '.join(entry['modules'])}; {coupling}"
-             + (f"; not after the overfitting point {entry['bound']}" if entry["bound"] is not None else "")
+             + (f"; not after its overfitting point {entry['bound']} (its own validation metric turns clearly worse "
+                f"after it{'; shared by its coupling' if entry['coupling'] else ''})" if entry["bound"] is not None
+                else "; its own validation metric never turns clearly worse: no bound")
              + f". Candidates for the crossover: {', '.join(map(str, entry['candidates']))}.",
              ""]
     if entry["excluded_epochs"]:
@@ -111,8 +113,8 @@ def render_report(result: dict[str, Any], plots: bool = True) -> str:
              f"{result['every_n_epochs']}); validation metrics measured with the {result['weights_evaluated']} "
              "weights. Analysis read only the manifest and the metrics files.", ""]
     if overfit is not None:
-        lines.append(f"**Overfitting point: epoch {overfit}** (train-val gap rising over epochs "
-                     f"{', '.join(map(str, rising))}): coupled groups are not recommended after it.")
+        lines.append(f"**Run overfitting point: epoch {overfit}** (train-val gap rising over epochs "
+                     f"{', '.join(map(str, rising))}). Reported only: each group is bounded by its own point.")
     else:
         lines.append("No overfitting point: the train-val gap never rises over "
                      f"{result['overfitting']['consecutive']} consecutive checkpoints (beyond noise, sustained, while "
@@ -122,6 +124,9 @@ def render_report(result: dict[str, Any], plots: bool = True) -> str:
               f"{t['plateau_variance']:g}, improvement_rate {t['improvement_rate']:g}, stability_window "
               f"{t['stability_window']}, MCDA weights loss {w['loss']:.2f} / task {w['task']:.2f} / stability "
               f"{w['stability']:.2f} / gradient {w['gradient']:.2f}, voting_confidence {t['voting_confidence']:g}.",
+              "", "Own overfitting point per group: " + ", ".join(
+                  f"{g} {e if e is not None else 'none'}"
+                  for g, e in (result.get("group_overfitting_epochs") or {}).items()) + ".",
               "", "## Summary", "", "| group | coupling | epoch | confidence | plateau | excluded | review |",
               "|---|---|---|---|---|---|---|"]
     for group, entry in result["groups"].items():
