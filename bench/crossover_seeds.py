@@ -96,6 +96,41 @@ def summary(per_seed: dict[int, dict]) -> dict:
     return out
 
 
+MAIN_METRIC = {"emotion": ("macro_f1", 100, "points"), "intensity": ("mae", 1, ""), "regret": ("mae", 1, ""),
+               "bentham": ("mae", 1, ""), "surd": ("mae", 1, "")}
+
+
+def markdown(result: dict) -> str:
+    """The docs/results.md table: per task and candidate, Δ vs best single (mean ± sd over seeds) of the
+    task's main metric, and on how many seeds any metric of the task was better / worse beyond its CI."""
+    seeds = result["seeds"]
+    lines = ["| task (metric) | candidate | " + " | ".join(f"seed {s}" for s in seeds)
+             + " | mean ± sd | better beyond CI (any metric) | worse beyond CI (any metric) |",
+             "|---|---|" + "---:|" * (len(seeds) + 3)]
+    for task, (metric, scale, unit) in MAIN_METRIC.items():
+        for name in CANDIDATES:
+            summary = result["summary"].get(name, {}).get(task)
+            if not summary:
+                continue
+            cells = []
+            for s in seeds:
+                ci = result["per_seed"][str(s)]["delta_vs_best_single"].get(name, {}).get(task, {}).get(metric)
+                cells.append("—" if not ci or ci["difference"] is None else
+                             f"{scale * ci['difference']:+.{1 if scale == 100 else 3}f}"
+                             + ("" if ci["ci_low"] is None else
+                                f" [{scale * ci['ci_low']:+.{1 if scale == 100 else 3}f}, "
+                                f"{scale * ci['ci_high']:+.{1 if scale == 100 else 3}f}]"))
+            m = summary[metric]
+            mean = "—" if m["mean"] is None else (f"{scale * m['mean']:+.{1 if scale == 100 else 3}f} ± "
+                                                  f"{scale * m['sd']:.{1 if scale == 100 else 3}f}")
+            per_seed = [result["per_seed"][str(s)]["delta_vs_best_single"].get(name, {}).get(task, {}) for s in seeds]
+            better = sum(any(v["better_beyond_ci"] for v in d.values()) for d in per_seed)
+            worse = sum(any(v["worse_beyond_ci"] for v in d.values()) for d in per_seed)
+            lines.append(f"| {task} ({metric}{', ' + unit if unit else ''}) | {name} | " + " | ".join(cells)
+                         + f" | {mean} | {better}/{len(seeds)} | {worse}/{len(seeds)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="bundled sample, tiny preset, 4 epochs, 2 seeds")
@@ -137,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
     }
     path = atomic_write_json(args.out / "crossover_seeds.json", result)
+    print(markdown(result))
     print(f"wrote {path}")
 
 
