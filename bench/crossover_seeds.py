@@ -147,13 +147,24 @@ def main(argv: list[str] | None = None) -> None:
     epochs = args.epochs or (4 if args.quick else 16)
     work = (args.work or ROOT / "outputs" / ("bench_quick" if args.quick else "bench")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    runs = {seed: train_and_analyse(seed, work, args.quick, epochs, args.train_only) for seed in seeds}
+    runs = {}
+    for seed in seeds:  # the JSON is rewritten after every seed: a run cut short keeps the seeds it finished
+        runs[seed] = train_and_analyse(seed, work, args.quick, epochs, args.train_only)
+        if not args.train_only:
+            path = write_result(args, list(runs), epochs, runs, seeds)
     if args.train_only:
         print(json.dumps({s: r["seconds"] for s, r in runs.items()}))
         return
+    print(markdown(json.loads(path.read_text(encoding="utf-8"))))
+    print(f"wrote {path}")
+
+
+def write_result(args: argparse.Namespace, seeds: list[int], epochs: int, runs: dict[int, dict],
+                 planned: list[int]) -> Path:
     per_seed = {seed: deltas(r["evaluation"]) for seed, r in runs.items()}
     result = {
-        "bench": "crossover_seeds", "quick": args.quick, "seeds": seeds, "epochs": epochs, "lr": 5e-4,
+        "bench": "crossover_seeds", "quick": args.quick, "seeds": seeds, "seeds_planned": planned,
+        "complete": seeds == planned, "epochs": epochs, "lr": 5e-4,
         "data": "bundled sample" if args.quick else "ISEAR", "preset": "tiny" if args.quick else "small",
         "encoder": "frozen (cached sentence embeddings)", "candidates": list(CANDIDATES),
         "per_seed": {str(s): {"best_single_epoch": runs[s]["evaluation"]["best_single_epoch"],
@@ -171,9 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg(),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
     }
-    path = atomic_write_json(args.out / "crossover_seeds.json", result)
-    print(markdown(result))
-    print(f"wrote {path}")
+    return atomic_write_json(args.out / "crossover_seeds.json", result)
 
 
 if __name__ == "__main__":
