@@ -7,7 +7,7 @@ import pytest
 import ruptures
 
 from redheart.analysis.common import TechniqueResult, minmax_score, peak_confidence
-from redheart.analysis.cusum import change_points, cusum_statistic, cusum_technique, noise_level
+from redheart.analysis.cusum import bic_penalty, change_points, cusum_technique, noise_level
 from redheart.analysis.gradient_health import gradient_technique, health_table
 from redheart.analysis.mcda import mcda_scores, mcda_technique
 from redheart.analysis.overfitting import overfitting_point
@@ -58,7 +58,8 @@ def test_plateau_technique_finds_the_planted_centre(plateau):
     result = plateau_technique(EPOCHS, planted_loss(plateau), "min", ALL, DEFAULT, 0.05)
     assert abs(result.epoch - sum(plateau) / 2) <= 2
     first, last = result.evidence["plateau"]
-    assert abs(first - plateau[0]) <= 2 and abs(last - plateau[1]) <= 2
+    # a window reaching back into the fall still falls significantly: the plateau may start a window late
+    assert plateau[0] - 2 <= first <= plateau[0] + 4 and abs(last - plateau[1]) <= 2
     assert result.confidence > 0.5
 
 
@@ -69,41 +70,61 @@ def test_plateau_of_a_max_metric_and_no_plateau_in_a_pure_trend():
     assert trend.epoch is None and trend.confidence == 0.0
 
 
-def test_cusum_finds_a_mean_shift_and_nothing_in_noise():
-    rng = np.random.default_rng(2)
-    x = np.r_[np.zeros(14), np.ones(16)] + 0.1 * rng.standard_normal(30)
-    assert change_points(x, 4.0, 2, noise_level(x)) == [14, 30]
-    noise = rng.standard_normal(30)
-    assert change_points(noise, 4.0, 2, noise_level(noise)) == [30]
+def _segments(y: np.ndarray, min_size: int = 3) -> list[int]:
+    """Our penalised change points of y over EPOCHS, and the σ and penalty the technique would use."""
+    sigma = max(noise_level(y), 0.03 * float(np.ptp(y)))
+    return change_points(y, E, min_size, bic_penalty(len(y), sigma))
 
 
-def test_cusum_statistic_is_the_l2_split_gain():
-    """T_k² is the drop in squared error of splitting after k: the cost ruptures' "l2" model uses."""
-    x = np.random.default_rng(3).standard_normal(20)
-    stat = cusum_statistic(x)
-    for k in (3, 10, 17):
-        sse = ((x - x.mean()) ** 2).sum() - ((x[:k] - x[:k].mean()) ** 2).sum() - ((x[k:] - x[k:].mean()) ** 2).sum()
-        assert stat[k - 1] ** 2 == pytest.approx(sse)
+def test_a_smooth_exponential_decay_has_at_most_two_change_points():
+    rng = np.random.default_rng(5)
+    for tau in (5, 10, 20):
+        for noise in (0.0, 0.002, 0.01):
+            y = 1 + 0.6 * np.exp(-E / tau) + noise * rng.standard_normal(len(E))
+            assert len(_segments(y)) - 1 <= 2, (tau, noise)
+            result = cusum_technique(EPOCHS, y, "min", ALL, 1.0, 3, 0.002, 5)
+            assert len(result.evidence["change_points"]) <= 2, (tau, noise, result.evidence["change_points"])
+
+
+def test_a_planted_flattening_and_a_planted_rise_are_found():
+    rng = np.random.default_rng(6)
+    flattening = (1 + np.clip(24 - E, 0, None) * 0.02) * (1 + 0.003 * rng.standard_normal(len(E)))
+    rise = (1 + np.clip(E - 40, 0, None) * 0.015) * (1 + 0.003 * rng.standard_normal(len(E)))
+    both = 1 + np.clip(20 - E, 0, None) * 0.03 + np.clip(E - 40, 0, None) * 0.015
+    assert [EPOCHS[i] for i in _segments(flattening)[:-1]] in ([22], [24], [26])
+    assert [EPOCHS[i] for i in _segments(rise)[:-1]] in ([38], [40], [42])
+    found = [EPOCHS[i] for i in _segments(both)[:-1]]
+    assert len(found) == 2 and abs(found[0] - 20) <= 2 and abs(found[1] - 40) <= 2
+    noise = 1 + 0.01 * rng.standard_normal(len(E))
+    assert _segments(noise) == [len(E)]  # pure noise: one regime
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_cusum_change_points_match_ruptures_binary_segmentation(seed):
+def test_change_points_match_ruptures_pelt(seed):
+    """The same cost (a line per segment), penalty and minimum size: Pelt (exact) gives the same partition."""
     rng = np.random.default_rng(seed)
-    cuts = sorted(rng.choice(np.arange(4, 27), size=2, replace=False))
-    if cuts[1] - cuts[0] < 4:
-        cuts[1] = cuts[0] + 4
-    levels = np.repeat([0.0, 1.5, 0.5], np.diff([0, *cuts, 30]))
-    x = levels + 0.15 * rng.standard_normal(30)
-    ours = change_points(x, 4.0, 2, noise_level(x))
-    theirs = ruptures.Binseg(model="l2", min_size=2, jump=1).fit(x).predict(n_bkps=len(ours) - 1)
+    knees = sorted(rng.choice(np.arange(6, 24), size=2, replace=False))
+    slopes = rng.normal(0, 0.05, 3)
+    y = np.cumsum(np.repeat(slopes, np.diff([0, *knees, len(E)]))) + 0.01 * rng.standard_normal(len(E))
+    pen = bic_penalty(len(y), max(noise_level(y), 0.03 * float(np.ptp(y))))
+    ours = change_points(y, E, 3, pen)
+    signal = np.column_stack([y, np.ones(len(E)), E])
+    theirs = ruptures.Pelt(model="linear", min_size=3, jump=1).fit(signal).predict(pen=pen)
     assert ours == theirs
-    assert ours[:-1] == list(cuts)
-    one = ruptures.Dynp(model="l2", min_size=1, jump=1).fit(x).predict(n_bkps=1)[0]
-    assert int(np.argmax(cusum_statistic(x))) + 1 == one  # the first split: the L2-optimal single split
+
+
+def test_mann_kendall_calls_no_plateau_while_the_loss_still_falls():
+    """A slow but steady fall (0.1 %/epoch, under improvement_rate) is learning, not a plateau."""
+    falling = 1.0 - 0.001 * E + 0.0002 * np.random.default_rng(7).standard_normal(len(E))
+    windows = sliding_windows(EPOCHS, falling, DEFAULT, 0.05, "min")
+    assert not any(w["flat"] for w in windows if w["improving"])
+    assert plateau_technique(EPOCHS, falling, "min", ALL, DEFAULT, 0.05).epoch is None
+    rising = 1.0 + 0.001 * E  # the same size of drift upwards: resting on the floor, flat
+    assert all(w["flat"] for w in sliding_windows(EPOCHS, rising, DEFAULT, 0.05, "min"))
 
 
 def test_cusum_technique_centres_on_the_best_level_segment():
-    result = cusum_technique(EPOCHS, planted_loss(), "min", ALL, 4.0, 2, 0.002, 5)
+    result = cusum_technique(EPOCHS, planted_loss(), "min", ALL, 1.0, 3, 0.002, 5)
     assert abs(result.epoch - 32) <= 2 and result.confidence > 0.5
     first, last = result.evidence["segment"]
     assert abs(first - 24) <= 2 and abs(last - 40) <= 2

@@ -213,6 +213,8 @@ def evaluated(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setattr(Evaluator, "predict", recording)
     analysis = analysis_for(run_dir, {g: (4 if i % 2 else 6) for i, g in enumerate(GROUPS)}, plateau=(4, 8))
     analysis["epochs"] = [2, 4, 6, 8]
+    for i, entry in enumerate(analysis["groups"].values()):  # each group's own curve: best at 4 or at 6
+        entry["series"] = {"loss": {"2": 1.0, "4": 0.9 if i % 2 else 0.95, "6": 0.93 if i % 2 else 0.9, "8": 1.3}}
     settings = {"fixed_epochs": [4, 30], "shifts": [-2, 2], "bootstrap": {"resamples": 1000, "seed": 0}}
     result = crossover_and_evaluate({"weights": "auto"}, settings, run_dir, analysis, root / "out")
     return result, calls, root / "out"
@@ -238,13 +240,16 @@ def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
     result, _, out = evaluated
     evaluation = json.loads((out / "evaluation.json").read_text())
     names = [c["name"] for c in evaluation["candidates"]]
-    assert names == ["single_epoch_004", "best_single", "last", "ema", "plateau_average", "greedy_soup", "crossover",
+    assert names == ["single_epoch_004", "best_single", "last", "ema", "plateau_average", "per_group_plateau_average",
+                     "greedy_soup", "crossover",
                      "greedy_crossover", "crossover_shift_-2", "crossover_shift_+2", "logistic_regression"]
     assert evaluation["weights"] == "ema" and any("[30]" in n for n in evaluation["notes"])
     by_name = {c["name"]: c for c in evaluation["candidates"]}
     scores = {int(e): v for e, v in evaluation["val_by_epoch"].items()}
     assert by_name["best_single"]["details"]["epoch"] == min(scores, key=scores.get)  # val loss, min
     assert by_name["plateau_average"]["recipe"]["backbone"] == [4, 6, 8]
+    windows = by_name["per_group_plateau_average"]["recipe"]  # within 5% of each group's own best
+    assert windows["backbone"] == [6] and windows["heads"] == [4, 6]
     assert by_name["ema"]["weights"] == "ema" and by_name["ema"]["same_weights_as"] == "last"
     for c in evaluation["candidates"]:
         for split in ("val", "test"):
@@ -268,6 +273,20 @@ def test_the_evaluation_lists_every_candidate_with_metrics_and_cis(evaluated):
     assert "beat best single beyond its CI" in report and "[comparison.md](comparison.md)" in report
     assert "Best single vs the Logistic regression (C=" in report
     assert "| Logistic regression (C=" in (out / "comparison.md").read_text()
+    assert set(evaluation["tasks"]) == {"emotion", "intensity", "regret", "bentham", "surd"}
+    for task, by_candidate in evaluation["tasks"].items():
+        assert set(by_candidate) == set(names) - ({"logistic_regression"} if task != "emotion" else set())
+        assert "vs_best_single" not in by_candidate["best_single"]
+        assert all("vs_best_single" in e for n, e in by_candidate.items() if n != "best_single")
+    assert "## Per-task verdict (test)" in report and "- **bentham**:" in report
+    assert set(evaluation["selection_check"]) == set(names) - {"logistic_regression"}
+    assert evaluation["selection_check"]["best_single"]["selected_gain"] == 0.0
+    assert evaluation["recommendation"]["recommended"] in ("best_single", "crossover", "greedy_crossover")
+    assert "## Selection check (val halves)" in report and "**Recommended: " in report
+    calibration = evaluation["calibration"]["best_single"]
+    assert calibration["chosen"] in calibration["methods"] and set(calibration["test"]) == set(calibration["methods"])
+    assert "## Calibration (fitted on val, compared on test)" in report
+    assert "### surd (test records with the target:" in (out / "comparison.md").read_text()
     greedy = json.loads((out / "greedy_crossover.json").read_text())
     assert set(greedy["recommended"]) == set(GROUPS)
 
@@ -285,3 +304,131 @@ def test_a_real_tiny_run_is_combined_and_evaluated_consistently_with_its_trainin
     consistency = evaluation["consistency_with_training"]
     assert consistency["checked_epochs"] == 3 and consistency["max_abs_val_loss_difference"] < 1e-4
     assert (run_dir / "analysis_results" / "final_report.md").is_file()
+    tables = (run_dir / "analysis_results" / "paper_tables.md").read_text()  # the run's own files, three tables
+    report = json.loads((run_dir / "data_report.json").read_text())
+    parameters = json.loads((run_dir / "parameters.json").read_text())
+    assert f"| Records read | {report['counts']['read']:,} |" in tables
+    assert f"| Kept after dedup | {report['counts']['kept']:,} |" in tables
+    assert f"| Total | {parameters['total']['actual']:,} | 100.0% |" in tables
+    assert tables.count("**Dataset statistics") == tables.count("**Model architecture") == 1
+    assert tables.count("| " + evaluation["candidates"][0]["label"] + " |") == 1
+
+
+def test_a_candidate_changing_only_advanced_bentham_moves_bentham_and_exactly_nothing_of_emotion(tmp_path):
+    from redheart.crossover.assemble import expected_tensors, plan_assembly
+    from redheart.crossover.checkpoints import RunCheckpoints
+    from redheart.crossover.rebuild import build_net, datamodule_of, input_dim_of, loss_settings, run_config, schema_of
+    from redheart.crossover.run import per_task, versus
+
+    run_dir = make_run(tmp_path, epochs=(2, 4))
+    checkpoints, cfg = RunCheckpoints(run_dir), run_config(run_dir)
+    dim = input_dim_of(run_dir, cfg)
+    expected = expected_tensors(build_net(cfg, dim, device="meta"))
+    data, schema = datamodule_of(cfg, None), schema_of(cfg)
+    loaders = {"train": data.train_dataloader(), "val": data.val_dataloader(), "test": data.test_dataloader()}
+    evaluator = Evaluator(build_net(cfg, dim, device="cpu"), checkpoints, loaders, loss_settings(cfg),
+                          len(schema.class_names), len(schema.bentham_names), torch.device("cpu"))
+    recipe = {g: (2,) for g in GROUPS}
+    base = evaluator.predict(plan_assembly(checkpoints, recipe, "raw", expected), "test")
+    moved = evaluator.predict(plan_assembly(checkpoints, {**recipe, "advanced_bentham": (4,)}, "raw", expected), "test")
+    boot = {"resamples": 1000, "confidence": 0.95, "seed": 0}
+    results = [{"name": "best_single"}, {"name": "only_bentham", "vs_best_single": versus(base, moved, boot)}]
+    tasks = per_task(results, {"best_single": base, "only_bentham": moved}, boot)
+    assert set(tasks) == {"emotion", "intensity", "regret", "bentham", "surd"}
+    emotion = tasks["emotion"]["only_bentham"]["vs_best_single"]
+    assert set(emotion) == {"accuracy", "macro_f1", "ece", "brier"}
+    for ci in emotion.values():
+        assert ci["difference"] == 0.0 and ci["ci_low"] == 0.0 and ci["ci_high"] == 0.0
+    bentham = tasks["bentham"]["only_bentham"]["vs_best_single"]
+    assert tasks["bentham"]["only_bentham"]["test"]["records"] > 0
+    assert bentham["mae"]["difference"] != 0.0 and bentham["mae"]["ci_low"] < bentham["mae"]["ci_high"]
+    for task in ("intensity", "regret"):  # no path from advanced_bentham (SURD has one: phase.community fuses both)
+        assert all(ci["difference"] in (0.0, None) for ci in tasks[task]["only_bentham"]["vs_best_single"].values()), \
+            (task, tasks[task])
+
+
+def test_a_crossover_is_recommended_only_when_the_confirmation_half_agrees():
+    from redheart.crossover.confirm import gains, recommend, val_halves
+
+    select, confirm = val_halves(np.repeat(np.arange(4), 10), seed=0)
+    assert len(select) == len(confirm) == 20 and not set(select) & set(confirm)
+    assert np.bincount(np.repeat(np.arange(4), 10)[select]).tolist() == [5, 5, 5, 5]  # stratified
+    scores = {"best_single": {"select": 1.00, "confirm": 1.00},
+              "greedy_crossover": {"select": 0.95, "confirm": 1.02},   # won the search, lost on confirmation
+              "crossover": {"select": 0.99, "confirm": 0.98}}          # small, but on both halves
+    check = gains(scores, "min")
+    assert check["greedy_crossover"]["selected_gain"] == pytest.approx(0.05)
+    assert check["greedy_crossover"]["optimism"] == pytest.approx(0.07)
+    assert recommend(check)["recommended"] == "crossover"
+    scores["crossover"]["confirm"] = 1.01
+    assert recommend(gains(scores, "min"))["recommended"] == "best_single"
+
+
+def test_swad_window_is_the_run_within_tolerance_around_the_groups_own_best():
+    from redheart.crossover.soups import swad_window
+
+    values = {2: 2.0, 4: 1.04, 6: 1.0, 8: 1.03, 10: 1.2, 12: 1.01}
+    assert swad_window(values, "min", [2, 4, 6, 8, 10, 12], 0.05) == [4, 6, 8]  # 12 is close but not contiguous
+    assert swad_window(values, "min", [2, 4, 6, 8, 10, 12], 0.01) == [6]
+    assert swad_window(values, "min", [2, 4, 8, 10], 0.05) == [4, 8]  # 6 unusable: best of the rest, gap skipped
+    assert swad_window({2: 0.5, 4: 0.8, 6: 0.79}, "max", [2, 4, 6], 0.05) == [4, 6]
+
+
+def test_isotonic_and_platt_lower_a_planted_miscalibration_on_held_out_data():
+    import json as _json
+
+    from redheart.crossover.calibrators import apply_json, calibrate_and_compare, chosen_calibrator, fit, scores
+
+    rng = np.random.default_rng(0)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        true_logits = rng.normal(0, 1.5, size=(n, 5))
+        labels = np.array([rng.choice(5, p=np.exp(z) / np.exp(z).sum()) for z in true_logits])
+        return torch.from_numpy(3.0 * true_logits), torch.from_numpy(labels)  # planted: 3x overconfident
+
+    val_z, val_y = draw(1500)
+    test_z, test_y = draw(1500)
+    raw = scores(apply_json({"kind": "none"}, test_z.numpy()), test_y.numpy())
+    for method in ("isotonic", "platt", "vector", "temperature"):
+        params = _json.loads(_json.dumps(fit(method, val_z.numpy(), val_y.numpy())))  # survives JSON
+        held_out = scores(apply_json(params, test_z.numpy()), test_y.numpy())
+        assert held_out["ece"] < 0.7 * raw["ece"], (method, held_out, raw)
+        assert held_out["brier"] < raw["brier"] and held_out["nll"] < raw["nll"], method
+    result = calibrate_and_compare(val_z, val_y, test_z, test_y)
+    assert result["chosen"] != "none" and result["test"]["none"]["ece"] == pytest.approx(raw["ece"])
+    evaluation = {"calibration": {"best_single": result}, "recommendation": {"recommended": "best_single"}}
+    carried = chosen_calibrator(evaluation)
+    assert carried["method"] == result["chosen"] and _json.loads(_json.dumps(carried)) == carried
+
+
+def test_the_paper_tables_carry_the_runs_own_counts_and_parameter_totals(tmp_path):
+    from redheart.crossover.paper_tables import write_paper_tables
+
+    report = {"counts": {"read": 7666, "quarantined": 119, "near_duplicates": 91, "kept": 7456},
+              "split": {"stats": {"train": {"size": 5964, "class_fraction": {"joy": 0.14, "fear": 0.146}},
+                                  "val": {"size": 746}, "test": {"size": 746}}}}
+    parameters = {"modules": {"backbone": {"seed_name": "backbone", "actual": 1_234_567},
+                              "heads": {"seed_name": "heads", "actual": 765_433}},
+                  "groups": {"backbone": {"actual": 1_234_567}}, "total": {"actual": 2_000_000}}
+    evaluation = {"data": {"test_records": 746}, "candidates": [
+        {"name": "best_single", "label": "Best single (epoch 6)",
+         "test": {"accuracy": 0.601, "macro_f1": 0.597, "ece": 0.07, "brier": 0.508,
+                  "ci": {"accuracy": {"ci_low": 0.567, "ci_high": 0.637},
+                         "macro_f1": {"ci_low": 0.565, "ci_high": 0.631}}}},
+        {"name": "crossover", "label": "Parameter crossover",
+         "test": {"accuracy": 0.61, "macro_f1": 0.6, "ece": 0.06, "brier": 0.5, "ci": {}}}],
+        "tasks": {"bentham": {"best_single": {"test": {"records": 700, "mae": 0.21, "spearman": 0.3}},
+                              "crossover": {"test": {"records": 700, "mae": 0.2, "spearman": 0.31},
+                                            "vs_best_single": {"mae": {"difference": -0.01, "ci_low": -0.02,
+                                                                       "ci_high": -0.004, "better_beyond_ci": True}}}}}}
+    md_path, tex_path = write_paper_tables(tmp_path, tmp_path / "run", evaluation, report, parameters)
+    md, tex = md_path.read_text(), tex_path.read_text()
+    for text in (md, tex):
+        assert "7,666" in text and "7,456" in text and "5,964" in text and "746" in text  # the data report's counts
+        assert "97.3\\%" in text or "97.3%" in text                                      # kept / read
+        assert "1,234,567" in text and "2,000,000" in text and "61.7" in text           # per module, total, share
+        assert "Best single (epoch 6)" in text and "60.1 [56.7, 63.7]" in text           # results with CIs
+        assert "-0.010 [-0.020, -0.004]*" in text and "0.200 / 0.310" in text            # per task Δ with CI
+    assert tex.count("\\begin{table}") == 3 and md.count("| ---") == 0 and md.count("**") >= 3
+    md_path, _ = write_paper_tables(tmp_path, tmp_path / "run", evaluation, None, None)
+    assert "data_report.json not found" in md_path.read_text()

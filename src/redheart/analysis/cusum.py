@@ -1,21 +1,19 @@
-"""CUSUM change points of a validation curve, and the best-level segment between them.
+"""Change points of a validation curve (a penalised piecewise-linear fit), and the best-level segment.
 
-Hand-written on purpose: none of the installed libraries ships a CUSUM change-point test (ruptures
-has binary segmentation with an L2 cost, which tests/test_analysis_techniques.py uses to cross-check
-this code; it has no noise-scaled significance threshold).
+The former detector (binary segmentation on CUSUM mean shifts, split while the statistic beat a noise
+multiple) treated a slope as a sequence of mean shifts: on a smoothly falling loss it marked a change
+point every ~4 epochs. A change of regime is a change of *trend* (the fall flattening, the rise after
+overfitting), so each segment here is a straight line a + b·epoch, and the partition minimises
 
-For a segment x_1..x_n with mean x̄, the CUSUM is S_k = Σ_{i≤k} (x_i − x̄). Its standardised form
+    Σ_segments RSS(segment)  +  penalty · 3 σ² log n   per change point
 
-    T_k = |S_k| / sqrt(k (n − k) / n)
-
-is the likelihood-ratio statistic of "one mean shift after k" under Gaussian noise: T_k² is exactly
-the drop of the sum of squared errors when the segment is split at k (the L2 cost ruptures uses), so
-argmax_k T_k is the L2-optimal single split. The split is kept when max T_k > threshold × σ, σ being
-the noise level estimated from second differences (1.4826 · MAD(Δ²x) / √6: blind to linear trends
-and robust to the few kinks and shifts), floored at `min_noise` (relative units) so a noise-free EMA
-curve is not cut at every bend.
-Binary segmentation repeats this inside each part until no split passes or parts would be shorter
-than `min_size` checkpoints.
+(the BIC of a Gaussian piecewise-linear model with known σ: each new segment costs an intercept, a slope
+and a location). It is solved exactly by optimal partitioning (dynamic programming over every split,
+O(n²) least-squares fits: n is a few dozen checkpoints); ruptures' Pelt with the "linear" cost, the same
+penalty and `jump=1` returns the same partition (tests/test_analysis_techniques.py cross-checks them).
+σ is the noise from second differences (blind to linear trends), floored at `min_noise` × the median
+level and at `resolution` × the curve's range: a change smaller than a few percent of the whole curve's
+span is not a regime, which is what keeps a smooth exponential decay to one or two change points.
 """
 
 from __future__ import annotations
@@ -23,14 +21,6 @@ from __future__ import annotations
 import numpy as np
 
 from redheart.analysis.common import TechniqueResult, nearest, oriented, relative
-
-
-def cusum_statistic(x: np.ndarray) -> np.ndarray:
-    """T_k for k = 1..n−1 (index k−1): the standardised CUSUM of a split after the k-th value."""
-    n = len(x)
-    k = np.arange(1, n)
-    s = np.cumsum(x - x.mean())[:-1]
-    return np.abs(s) / np.sqrt(k * (n - k) / n)
 
 
 def noise_level(x: np.ndarray, floor: float = 0.0) -> float:
@@ -46,37 +36,59 @@ def noise_level(x: np.ndarray, floor: float = 0.0) -> float:
     return max(1.4826 * mad / np.sqrt(6.0), floor)
 
 
-def change_points(x: np.ndarray, threshold: float, min_size: int, sigma: float) -> list[int]:
+def line_rss(y: np.ndarray, t: np.ndarray) -> float:
+    """Residual sum of squares of the least-squares line through (t, y)."""
+    if len(y) <= 2:
+        return 0.0
+    design = np.column_stack([np.ones(len(t)), t])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(((y - design @ coef) ** 2).sum())
+
+
+def bic_penalty(n: int, sigma: float, multiplier: float = 1.0) -> float:
+    """Cost of one more change point: 3 parameters (intercept, slope, location) × σ² log n."""
+    return multiplier * 3.0 * sigma ** 2 * float(np.log(max(n, 2)))
+
+
+def change_points(x: np.ndarray, t: np.ndarray, min_size: int, penalty: float) -> list[int]:
     """Breakpoints as ruptures returns them: the end index (exclusive) of each segment, n last."""
-    found: list[int] = []
+    n = len(x)
+    cost = {}
 
-    def split(a: int, b: int) -> None:
-        if b - a < 2 * min_size:
-            return
-        stat = cusum_statistic(x[a:b])
-        ks = np.arange(min_size, b - a - min_size + 1)  # split after k values: both parts ≥ min_size
-        k = int(ks[np.argmax(stat[ks - 1])])
-        if stat[k - 1] <= threshold * sigma:
-            return
-        found.append(a + k)
-        split(a, a + k)
-        split(a + k, b)
+    def segment(a: int, b: int) -> float:
+        if (a, b) not in cost:
+            cost[(a, b)] = line_rss(x[a:b], t[a:b])
+        return cost[(a, b)]
 
-    split(0, len(x))
-    return sorted(found) + [len(x)]
+    best = np.full(n + 1, np.inf)
+    best[0] = -penalty
+    last = np.zeros(n + 1, dtype=int)
+    for b in range(min_size, n + 1):
+        for a in range(0, b - min_size + 1):
+            if a and a < min_size or not np.isfinite(best[a]):
+                continue
+            value = best[a] + penalty + segment(a, b)
+            if value < best[b] - 1e-12:
+                best[b], last[b] = value, a
+    ends, b = [], n
+    while b > 0:
+        ends.append(b)
+        b = int(last[b])
+    return sorted(ends)
 
 
-def cusum_technique(epochs: list[int], values: np.ndarray, mode: str, eligible: np.ndarray, threshold: float,
-                    min_size: int, min_noise: float, window: int) -> TechniqueResult:
-    """The centre of the best-level segment between CUSUM change points (eligible epochs only)."""
+def cusum_technique(epochs: list[int], values: np.ndarray, mode: str, eligible: np.ndarray, penalty: float,
+                    min_size: int, min_noise: float, window: int, resolution: float = 0.03) -> TechniqueResult:
+    """The centre of the best-level segment between penalised change points (eligible epochs only)."""
     finite = np.flatnonzero(np.isfinite(values))
     rel, scale = relative(values)
     x = rel[finite]
     if len(x) < 2 * min_size:
         return TechniqueResult(None, 0.0, {"reason": f"fewer than {2 * min_size} finite checkpoints"})
-    sigma = noise_level(x, min_noise)
-    ends = change_points(x, threshold, min_size, sigma)
+    sigma = max(noise_level(x, min_noise), resolution * float(np.ptp(x)))
     fe = [epochs[i] for i in finite]
+    pen = bic_penalty(len(x), sigma, penalty)
+    ends = change_points(x, np.asarray(fe, dtype=float), min_size, pen)
     segments, start = [], 0
     for end in ends:
         idx = finite[start:end]
@@ -85,9 +97,10 @@ def cusum_technique(epochs: list[int], values: np.ndarray, mode: str, eligible: 
                          "level": level, "eligible": [epochs[i] for i in idx if eligible[i]]})
         start = end
     evidence = {"change_points": [fe[e] for e in ends[:-1]], "noise_sigma": round(sigma, 6),
-                "threshold": threshold, "segments": [{k: v for k, v in s.items() if k != "level"} for s in segments]}
+                "penalty": round(pen, 8), "cost": "piecewise linear, BIC penalty",
+                "segments": [{k: v for k, v in s.items() if k != "level"} for s in segments]}
     if len(segments) == 1:
-        evidence["reason"] = "no change point: the curve is one level, CUSUM cannot place an epoch"
+        evidence["reason"] = "no change point: the curve is one regime, the detector cannot place an epoch"
         return TechniqueResult(None, 0.0, evidence)
     usable = [s for s in segments if s["eligible"]]
     if not usable:

@@ -62,3 +62,43 @@ def overfitting_point(epochs: list[int], train_loss: np.ndarray, val_loss: np.nd
         evidence["rising"] = epochs[i:i + consecutive]
         return epochs[i], evidence
     return None, evidence
+
+
+def group_overfitting_point(epochs: list[int], metric: np.ndarray, mode: str, consecutive: int = 3,
+                            min_rise_sigma: float = 3.0, smoothing: int = 3, sustained: bool = True,
+                            min_noise: float = 0.0) -> tuple[int | None, dict]:
+    """A group's own overfitting point: the last epoch before its own validation metric turns clearly worse.
+
+    A group has no training loss of its own in the metrics files, so the train–val gap cannot be formed
+    per group. Its own validation curve (turned so that lower is better, centred moving mean over
+    `smoothing` checkpoints) is "clearly worse" at a checkpoint whose value exceeds the best so far by
+    more than `min_rise_sigma` noise σ (σ from second differences, as for the gap); the point is the
+    checkpoint before the first of `consecutive` such checkpoints in a row, and with `sustained` the curve
+    never comes back within that margin of the best later on. σ is floored at `min_noise` × the median
+    level. A shallow bowl on a plateau is not
+    overfitting; a climb out of it is.
+    """
+    raw = np.asarray(metric, dtype=float) if mode == "min" else -np.asarray(metric, dtype=float)
+    curve = rolling(raw, smoothing, np.mean) if smoothing > 1 else raw
+    finite = raw[np.isfinite(raw)]
+    sigma = noise_level(finite) / np.sqrt(max(1, smoothing)) if finite.size >= 4 else 0.0
+    # floored like CUSUM's noise (relative to the median level): a noise-free EMA curve has σ ≈ 0
+    sigma = max(sigma, min_noise * float(np.median(np.abs(finite)))) if finite.size else sigma
+    margin = min_rise_sigma * sigma
+    evidence = {"curve": "the group's own validation metric" + (" (negated: higher is better)" * (mode == "max")),
+                "settings": {"consecutive": consecutive, "min_rise_sigma": min_rise_sigma, "smoothing": smoothing,
+                             "sustained": sustained},
+                "noise_sigma": round(float(sigma), 6), "margin": round(float(margin), 6), "worse_from": None}
+    best = np.inf
+    for i in range(1, len(curve) - consecutive + 1):
+        if np.isfinite(curve[i - 1]):
+            best = min(best, curve[i - 1])
+        run = curve[i:i + consecutive]
+        if not np.isfinite(best) or not np.isfinite(run).all() or not (run > best + margin).all():
+            continue
+        later = curve[i + consecutive:]
+        if sustained and (later[np.isfinite(later)] <= best + margin).any():
+            continue
+        evidence |= {"worse_from": epochs[i], "best_before": round(float(best), 6)}
+        return epochs[i - 1], evidence
+    return None, evidence

@@ -5,11 +5,16 @@ further), which makes the plain Mann-Kendall test over-confident; pymannkendall'
 corrects the variance of S for that autocorrelation. Over each window of `stability_window`
 checkpoints, in relative units (value / the series' median magnitude):
 
-    flat  ⇔  variance ≤ plateau_variance  and  (no significant trend at alpha  or  |Sen slope| per
-             epoch ≤ improvement_rate)
+    flat  ⇔  variance ≤ plateau_variance  and  no significant improving trend at alpha  and
+             (no significant trend  or  |Sen slope| per epoch ≤ improvement_rate)
 
-(a smooth, monotone but negligible drift is "significant" to Mann-Kendall, which tests direction,
-not size; Sen's slope says whether it matters). A checkpoint is on a plateau when the window centred
+A window whose curve still significantly improves (a loss still falling) by more than
+`STILL_LEARNING` × improvement_rate per epoch is never flat: calling it a plateau would stop the search
+while the group still learns (a smooth EMA curve falling 0.1 %/epoch is significant and "small" at once).
+Below that, a significant fall is a drift well inside the noise of one window (a shallow bowl). A significant but
+negligible worsening drift (Sen's slope within `improvement_rate`) still counts as flat: Mann-Kendall
+tests direction, not size, and a curve resting on its floor drifts up a little before it overfits.
+A checkpoint is on a plateau when the window centred
 on it is flat (the first and last windows also speak for the checkpoints before/after their centre);
 consecutive such checkpoints form plateaus. Of those with at least `min_length` eligible checkpoints
 the one at the best mean level is the plateau (a curve can pause at a worse level, e.g. at the end of
@@ -26,6 +31,8 @@ import pymannkendall
 
 from redheart.analysis.common import TechniqueResult, nearest, oriented, relative
 from redheart.analysis.settings import Thresholds
+
+STILL_LEARNING = 0.1   # of improvement_rate: a significant fall at least this steep is still learning
 
 
 def window_test(values: np.ndarray, epochs: np.ndarray, alpha: float) -> dict:
@@ -47,7 +54,8 @@ def window_test(values: np.ndarray, epochs: np.ndarray, alpha: float) -> dict:
             "sen_slope": float(test.slope) / span, "variance": float(np.var(values))}
 
 
-def sliding_windows(epochs: list[int], values: np.ndarray, thresholds: Thresholds, alpha: float) -> list[dict]:
+def sliding_windows(epochs: list[int], values: np.ndarray, thresholds: Thresholds, alpha: float,
+                    mode: str = "min") -> list[dict]:
     """One test per window of consecutive finite checkpoints, with its flat/not-flat verdict."""
     finite = np.isfinite(values)
     e, v = np.asarray(epochs)[finite], relative(values)[0][finite]
@@ -56,7 +64,11 @@ def sliding_windows(epochs: list[int], values: np.ndarray, thresholds: Threshold
     for i in range(len(v) - w + 1):
         test = window_test(v[i:i + w], e[i:i + w], alpha)
         small = abs(test["sen_slope"]) <= thresholds.improvement_rate
-        test["flat"] = bool(test["variance"] <= thresholds.plateau_variance and (not test["significant"] or small))
+        improving = (test["significant"] and (test["sen_slope"] < 0) == (mode == "min")
+                     and abs(test["sen_slope"]) > STILL_LEARNING * thresholds.improvement_rate)
+        test["improving"] = bool(improving)
+        test["flat"] = bool(test["variance"] <= thresholds.plateau_variance and not improving
+                            and (not test["significant"] or small))
         out.append({"first": int(e[i]), "last": int(e[i + w - 1]), **{k: _round(x) for k, x in test.items()}})
     return out
 
@@ -82,7 +94,7 @@ def plateau_runs(windows: list[dict], epochs: list[int], values: np.ndarray, win
 def plateau_technique(epochs: list[int], values: np.ndarray, mode: str, eligible: np.ndarray,
                       thresholds: Thresholds, alpha: float, min_length: int = 3) -> TechniqueResult:
     """The centre of the best-level eligible plateau of the group's validation metric."""
-    windows = sliding_windows(epochs, values, thresholds, alpha)
+    windows = sliding_windows(epochs, values, thresholds, alpha, mode)
     evidence: dict = {"windows": windows, "window": thresholds.stability_window}
     if not windows:
         evidence["reason"] = f"fewer finite checkpoints than one window ({thresholds.stability_window})"

@@ -1,6 +1,6 @@
 """visualizations/: PNGs drawn from module_metrics.json (matplotlib, Agg backend: no display needed).
 
-- curves_<group>.png: the validation metric with the plateau, CUSUM change points, excluded epochs,
+- curves_<group>.png: the validation metric with the plateau, change points, excluded epochs,
   the overfitting bound and the chosen epoch; below it the MCDA criteria and score, unhealthy epochs red.
 - mcda_heatmap.png: module group × epoch MCDA scores (grey: not eligible), the chosen epoch boxed.
 - vote.png: each technique's epoch per group (marker size ∝ confidence), the plateau bar, the vote.
@@ -36,8 +36,8 @@ def _mark_common(ax, entry: dict, overfit: int | None) -> None:
     first, last = entry["plateau"]
     ax.axvspan(first - 0.5, last + 0.5, color="tab:green", alpha=0.12,
                label=f"flat stretch {first}-{last} (Mann-Kendall)")
-    if overfit is not None and entry["bound"] is not None:
-        ax.axvline(overfit, color="tab:red", ls=":", lw=1.2, label=f"overfitting point {overfit}")
+    if entry["bound"] is not None:  # the group's own overfitting point (or its coupling's)
+        ax.axvline(entry["bound"], color="tab:red", ls=":", lw=1.2, label=f"overfitting point {entry['bound']}")
     ax.axvline(entry["recommended_epoch"], color="black", lw=1.6, label=f"chosen epoch {entry['recommended_epoch']}")
 
 
@@ -48,7 +48,7 @@ def group_curves(group: str, entry: dict, epochs: list[int], overfit: int | None
     top.plot(epochs, y, "-o", ms=3.5, color="tab:blue", label=f"{name} ({entry['metric']['mode']})")
     for k, cp in enumerate(entry["techniques"]["cusum"]["evidence"].get("change_points", [])):
         top.axvline(cp - 0.5 * (epochs[1] - epochs[0] if len(epochs) > 1 else 1), color="tab:orange", ls="--",
-                    lw=0.9, label="CUSUM change point" if k == 0 else None)
+                    lw=0.9, label="change point" if k == 0 else None)
     excluded = [e for e in entry["excluded_epochs"] if e in epochs]
     for k, e in enumerate(excluded):  # on the curve where the metric itself is finite, else on the x axis
         value = y[epochs.index(e)]

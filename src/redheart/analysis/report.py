@@ -33,7 +33,8 @@ def _plateau_reason(entry: dict, thresholds: dict) -> str:
                 f"{ev['window']}-checkpoint window centred there is flat (Hamed-Rao Mann-Kendall: no significant "
                 f"trend, mean p {ev['mean_p']:.2f}, or |Sen slope| ≤ {rate:.2g} %/epoch of the level); {where}")
     if entry["plateau_source"] == "cusum":
-        return f"No Mann-Kendall flat stretch; CUSUM's best-level segment of {metric} is {first}-{last}; {where}"
+        return (f"No Mann-Kendall flat stretch; the change-point detector's best-level segment of {metric} is "
+                f"{first}-{last}; {where}")
     return f"No flat stretch found in {metric}; candidates are the checkpoints around the vote ({first}-{last})"
 
 
@@ -90,7 +91,8 @@ def group_section(group: str, entry: dict, thresholds: dict) -> str:
              f"  1. {_plateau_reason(entry, thresholds)}",
              f"  2. {_task_reason(entry)}",
              f"  3. {_gradient_reason(group, entry)}",
-             f"  4. CUSUM change points at {', '.join(map(str, cusum.get('change_points', []))) or 'none'}"
+             "  4. Change points (penalised piecewise-linear fit) at "
+             + (', '.join(map(str, cusum.get('change_points', []))) or 'none')
              + (f"; best-level segment {cusum['segment'][0]}-{cusum['segment'][1]}" if "segment" in cusum else ""),
              f"  5. MCDA score {_fmt(mcda.get('score'), 3)} (" + ", ".join(
                  f"{c} {_fmt(v, 2)}" for c, v in mcda.get("criteria", {}).items()) + ")",
@@ -98,7 +100,9 @@ def group_section(group: str, entry: dict, thresholds: dict) -> str:
                  f" (below {thresholds['voting_confidence']:.0%}: review by hand)" if entry["needs_review"] else ""),
              "",
              f"Modules {', '.join(entry['modules'])}; {coupling}"
-             + (f"; not after the overfitting point {entry['bound']}" if entry["bound"] is not None else "")
+             + (f"; not after its overfitting point {entry['bound']} (its own validation metric turns clearly worse "
+                f"after it{'; shared by its coupling' if entry['coupling'] else ''})" if entry["bound"] is not None
+                else "; its own validation metric never turns clearly worse: no bound")
              + f". Candidates for the crossover: {', '.join(map(str, entry['candidates']))}.",
              ""]
     if entry["excluded_epochs"]:
@@ -121,8 +125,8 @@ def render_report(result: dict[str, Any], plots: bool = True) -> str:
              f"{result['every_n_epochs']}); validation metrics measured with the {result['weights_evaluated']} "
              "weights. Analysis read only the manifest and the metrics files.", ""]
     if overfit is not None:
-        lines.append(f"**Overfitting point: epoch {overfit}** (train-val gap rising over epochs "
-                     f"{', '.join(map(str, rising))}): coupled groups are not recommended after it.")
+        lines.append(f"**Run overfitting point: epoch {overfit}** (train-val gap rising over epochs "
+                     f"{', '.join(map(str, rising))}). Reported only: each group is bounded by its own point.")
     else:
         lines.append("No overfitting point: the train-val gap never rises over "
                      f"{result['overfitting']['consecutive']} consecutive checkpoints (beyond noise, sustained, while "
@@ -132,6 +136,9 @@ def render_report(result: dict[str, Any], plots: bool = True) -> str:
               f"{t['plateau_variance']:g}, improvement_rate {t['improvement_rate']:g}, stability_window "
               f"{t['stability_window']}, MCDA weights loss {w['loss']:.2f} / task {w['task']:.2f} / stability "
               f"{w['stability']:.2f} / gradient {w['gradient']:.2f}, voting_confidence {t['voting_confidence']:g}.",
+              "", "Own overfitting point per group: " + ", ".join(
+                  f"{g} {e if e is not None else 'none'}"
+                  for g, e in (result.get("group_overfitting_epochs") or {}).items()) + ".",
               "", "## Summary", "", "| group | coupling | epoch | confidence | flat stretch | excluded | review |",
               "|---|---|---|---|---|---|---|"]
     for group, entry in result["groups"].items():

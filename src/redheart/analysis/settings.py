@@ -58,7 +58,8 @@ class Settings:
     thresholds: Thresholds
     alpha: float
     plateau_min_length: int
-    cusum_threshold: float
+    cusum_penalty: float
+    cusum_resolution: float
     cusum_min_size: int
     cusum_min_noise: float
     task_smoothing: int
@@ -173,7 +174,9 @@ def parse_settings(cfg: DictConfig | Mapping) -> Settings:
         alpha=_positive(_get(plateau, "alpha", f"{where}: plateau"), f"{where}: plateau.alpha"),
         plateau_min_length=int(_positive(_get(plateau, "min_length", f"{where}: plateau"),
                                          f"{where}: plateau.min_length")),
-        cusum_threshold=_positive(_get(cusum, "threshold", f"{where}: cusum"), f"{where}: cusum.threshold"),
+        cusum_penalty=_positive(_get(cusum, "penalty", f"{where}: cusum"), f"{where}: cusum.penalty"),
+        cusum_resolution=_positive(_get(cusum, "resolution", f"{where}: cusum"), f"{where}: cusum.resolution",
+                                   allow_zero=True),
         cusum_min_size=int(_positive(_get(cusum, "min_size", f"{where}: cusum"), f"{where}: cusum.min_size")),
         cusum_min_noise=_positive(_get(cusum, "min_noise", f"{where}: cusum"), f"{where}: cusum.min_noise"),
         task_smoothing=int(_positive(_get(_get(node, "task", where), "smoothing", f"{where}: task"),

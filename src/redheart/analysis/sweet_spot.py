@@ -16,7 +16,7 @@ from redheart.analysis.common import TechniqueResult
 from redheart.analysis.errors import AnalysisError
 from redheart.analysis.gradient_health import CHECKS, calm_score, health_table
 from redheart.analysis.mcda import mcda_scores, stability_criterion
-from redheart.analysis.overfitting import overfitting_point
+from redheart.analysis.overfitting import group_overfitting_point, overfitting_point
 from redheart.analysis.registry import GroupInputs
 from redheart.analysis.registry import techniques as registered_techniques
 from redheart.analysis.run_metrics import GROUP_STATS, TOP_LEVEL, RunMetrics
@@ -68,7 +68,37 @@ def _plateau_range(epochs: list[int], techniques: dict[str, TechniqueResult], ep
     return [part[0], part[-1]], "fallback"
 
 
-def group_sweet_spot(run: RunMetrics, group: str, settings: Settings, overfit: int | None) -> dict[str, Any]:
+def own_overfitting(run: RunMetrics, group: str, settings: Settings) -> tuple[int | None, dict]:
+    """The group's own overfitting point (redheart.analysis.overfitting.group_overfitting_point)."""
+    spec = settings.groups[group]
+    for key, ref in (("metric.name", spec.metric.name), ("loss", spec.loss)):
+        if not run.expand(ref):
+            raise AnalysisError(f"conf/analysis: groups.{group}.{key} {ref!r} matches no metric of the run in "
+                                f"{run.modular_dir}")
+    return group_overfitting_point(run.epochs, run.series(spec.metric.name), spec.metric.mode,
+                                   settings.overfit_consecutive, settings.overfit_min_rise_sigma,
+                                   settings.overfit_smoothing, settings.overfit_sustained, settings.cusum_min_noise)
+
+
+def group_bounds(run: RunMetrics, settings: Settings) -> tuple[dict[str, int | None], dict[str, dict]]:
+    """Per group, the epoch it may not be recommended after, and each group's own overfitting evidence.
+
+    A group is bounded by its own overfitting point; the members of a configured coupling share the
+    earliest of their own points (conf/analysis `couplings`: only where the data flow makes one group's
+    overfitting another's, docs/analysis.md).
+    """
+    own = {g: own_overfitting(run, g, settings) for g in run.groups}
+    bounds = {g: own[g][0] for g in run.groups}
+    for members in settings.couplings.values():
+        points = [own[g][0] for g in members if g in own and own[g][0] is not None]
+        for g in members:
+            if g in bounds and points:
+                bounds[g] = min(points)
+    return bounds, {g: {"epoch": e, **evidence} for g, (e, evidence) in own.items()}
+
+
+def group_sweet_spot(run: RunMetrics, group: str, settings: Settings, bound: int | None,
+                     own: dict | None = None) -> dict[str, Any]:
     spec, epochs, t = settings.groups[group], run.epochs, settings.thresholds
     for key, ref in (("metric.name", spec.metric.name), ("loss", spec.loss)):
         if not run.expand(ref):
@@ -90,7 +120,6 @@ def group_sweet_spot(run: RunMetrics, group: str, settings: Settings, overfit: i
         raise AnalysisError(f"{run.modular_dir}: group {group}: every checkpoint has a non-finite metric "
                             f"(epoch {first[0]}: {', '.join(first[1])}); nothing can be recommended")
     coupling = settings.coupling_of(group)
-    bound = overfit if coupling is not None else None
     eligible = finite & (np.array(epochs) <= bound) if bound is not None else finite
     if not eligible.any():
         notes.append(f"every finite epoch is after the overfitting point {bound}: the bound is not applied")
@@ -133,7 +162,7 @@ def group_sweet_spot(run: RunMetrics, group: str, settings: Settings, overfit: i
         "loss": spec.loss, "task_metrics": [{"name": s.name, "mode": s.mode} for s in spec.task],
         "modules": run.groups[group], "coupling": coupling,
         "coupled_with": [g for g in settings.couplings.get(coupling, ()) if g != group and g in run.groups],
-        "bound": bound, "notes": notes,
+        "bound": bound, "own_overfitting_epoch": (own or {}).get("epoch"), "overfitting": own, "notes": notes,
         "techniques": {k: r.to_json() for k, r in techniques.items()},
         "series": {name: _json_series(epochs, v) for name, v in series.items()},
     }
@@ -146,7 +175,8 @@ def find_sweet_spots(run: RunMetrics, settings: Settings) -> dict[str, Any]:
                                           settings.overfit_consecutive, settings.overfit_min_increase,
                                           settings.overfit_min_rise_sigma, settings.overfit_smoothing,
                                           settings.overfit_sustained, settings.overfit_val_guard)
-    groups = {g: group_sweet_spot(run, g, settings, overfit) for g in run.groups}
+    bounds, own = group_bounds(run, settings)
+    groups = {g: group_sweet_spot(run, g, settings, bounds[g], own[g]) for g in run.groups}
     for g, entry in groups.items():
         warnings += [f"group {g}: {n}" for n in entry["notes"]]
     run_series = {name: _json_series(run.epochs, v) for name, v in run.values.items()
@@ -157,6 +187,7 @@ def find_sweet_spots(run: RunMetrics, settings: Settings) -> dict[str, Any]:
         "epochs": run.epochs, "every_n_epochs": run.every_n_epochs,
         "weights_evaluated": "ema" if run.ema else "raw",
         "overfitting_epoch": overfit, "overfitting": evidence,
+        "group_overfitting_epochs": {g: own[g]["epoch"] for g in run.groups},
         "recommended": {g: e["recommended_epoch"] for g, e in groups.items()},
         "couplings": {k: list(v) for k, v in settings.couplings.items()},
         "independent": list(settings.independent),

@@ -6,13 +6,17 @@ written (or are junk): the analysis must not need them. Each group's validation 
 until `plateau[0]`, stays flat (a shallow bowl centred on the plateau, plus small noise) up to
 `plateau[1]`, and rises after it; task metrics peak at the plateau centre; the update ratio is lowest
 there and the gradient norm steadiest; the train–val gap starts rising after `overfit`.
+`Plan.groups` plants a different sweet spot per group: each group's own signals (its validation loss,
+its modules' task metrics, its gradient and update statistics) follow its own plateau. The backbone's
+validation loss is the whole `val/loss`; the phase group's are the final outputs (`val/loss/final/*`,
+`val/<task>` metrics and the confusion matrix).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +55,11 @@ class Plan:
     confusion: bool = True
     task_peak: float | None = None       # epoch where the task metrics peak (None: the plateau centre)
     seed: int = 0
+    groups: dict[str, tuple[int, int]] = field(default_factory=dict)  # group -> its own plateau (default: plateau)
+
+    def of(self, group: str) -> Plan:
+        """The plan of one group: its own plateau when `groups` names one."""
+        return replace(self, plateau=self.groups[group], task_peak=None) if group in self.groups else self
 
     @property
     def centre(self) -> float:
@@ -72,29 +81,40 @@ def peak(epochs: np.ndarray, plan: Plan, best: float, width: float, rng: np.rand
     return best - width * ((epochs - top) / 30.0) ** 2 + 0.001 * rng.standard_normal(len(epochs))
 
 
+def group_of(module: str) -> str:
+    """The group owning a module path (`heads.emotion` -> heads): the longest matching prefix."""
+    owners = [(len(p), g) for g, prefixes in GROUPS.items() for p in prefixes
+              if module == p or module.startswith(p + ".")]
+    return max(owners)[1]
+
+
 def epoch_records(plan: Plan) -> list[dict]:
     rng = np.random.default_rng(plan.seed)
     e = np.asarray(plan.epochs, dtype=float)
-    val_loss = loss_curve(e, plan, 1.0, rng)
+    whole, final_plan = plan.of("backbone"), plan.of("phase")
+    val_loss = loss_curve(e, whole, 1.0, rng)
     gap = -0.05 - 0.0005 * (e - e[0]) / 2
     if plan.overfit is not None:
         gap = gap + np.clip(e - plan.overfit, 0, None) * 0.01
     train_loss = val_loss - gap
-    module_loss = {p: loss_curve(e, plan, 0.05 if t[0] != "emotion" else 1.2, rng) for p, t in MODULE_TASKS.items()}
-    final = {t: loss_curve(e, plan, 0.05 if t != "emotion" else 1.0, rng)
+    module_loss = {p: loss_curve(e, plan.of(group_of(p)), 0.05 if t[0] != "emotion" else 1.2, rng)
+                   for p, t in MODULE_TASKS.items()}
+    final = {t: loss_curve(e, final_plan, 0.05 if t != "emotion" else 1.0, rng)
              for t in ("emotion", "intensity", "bentham", "regret", "surd")}
-    task = {"emotion/f1": peak(e, plan, 0.85, 0.3, rng), "emotion/acc": peak(e, plan, 0.86, 0.3, rng),
-            "emotion/ece": -peak(e, plan, -0.03, -0.05, rng), "bentham/pearson": peak(e, plan, 0.6, 0.3, rng)}
-    task |= {k: 0.3 - peak(e, plan, 0.2, 0.1, rng) for k in ("intensity/mae", "bentham/rmse", "regret/mae", "surd/mae")}
+    fp = final_plan
+    task = {"emotion/f1": peak(e, fp, 0.85, 0.3, rng), "emotion/acc": peak(e, fp, 0.86, 0.3, rng),
+            "emotion/ece": -peak(e, fp, -0.03, -0.05, rng), "bentham/pearson": peak(e, fp, 0.6, 0.3, rng)}
+    task |= {k: 0.3 - peak(e, fp, 0.2, 0.1, rng) for k in ("intensity/mae", "bentham/rmse", "regret/mae", "surd/mae")}
     modules = {p: {} for p in MODULE_TASKS}
     for p, tasks in MODULE_TASKS.items():
+        own = plan.of(group_of(p))
         for t in tasks:
             if t == "emotion":
-                modules[p]["emotion_acc"] = peak(e, plan, 0.8, 0.3, rng)
-                modules[p]["emotion_f1"] = peak(e, plan, 0.8, 0.3, rng)
+                modules[p]["emotion_acc"] = peak(e, own, 0.8, 0.3, rng)
+                modules[p]["emotion_f1"] = peak(e, own, 0.8, 0.3, rng)
             else:
-                modules[p][f"{t}_{'rmse' if t == 'bentham' else 'mae'}"] = 0.3 - peak(e, plan, 0.2, 0.1, rng)
-    update = 2e-3 * (1 + ((e - plan.centre) / 12.0) ** 2)
+                modules[p][f"{t}_{'rmse' if t == 'bentham' else 'mae'}"] = 0.3 - peak(e, own, 0.2, 0.1, rng)
+    update = {g: 2e-3 * (1 + ((e - plan.of(g).centre) / 12.0) ** 2) for g in GROUPS}
     records = []
     for i, epoch in enumerate(plan.epochs):
         val = {"loss": val_loss[i], **{f"loss/final/{t}": v[i] for t, v in final.items()},
@@ -102,9 +122,9 @@ def epoch_records(plan: Plan) -> list[dict]:
                "f1": task["emotion/f1"][i]}
         groups = {}
         for g in GROUPS:
-            mean = 0.5 * (1 + 0.3 * abs(epoch - plan.centre) / 30) * (1 + 0.001 * rng.standard_normal())
+            mean = 0.5 * (1 + 0.3 * abs(epoch - plan.of(g).centre) / 30) * (1 + 0.001 * rng.standard_normal())
             groups[g] = {"grad_norm_mean": mean, "grad_norm_max": mean * (60 if plan.spike.get(g) == epoch else 2),
-                         "grad_steps": 40, "update_ratio": float(update[i]), "param_norm": 20.0 + 0.1 * i,
+                         "grad_steps": 40, "update_ratio": float(update[g][i]), "param_norm": 20.0 + 0.1 * i,
                          "dead_unit_fraction": 0.1}
         record = {"epoch": epoch, "global_step": 20 * epoch, "lr": [1e-4, 1e-4], "train_loss": train_loss[i],
                   "val_loss": val_loss[i], "val": val,
@@ -113,7 +133,7 @@ def epoch_records(plan: Plan) -> list[dict]:
                   "elapsed_s": 1.0 * epoch, "peak_rss_bytes": 10**9, "gpu_max_allocated_bytes": None}
         if plan.confusion:
             k = 7
-            off = 0.05 + 0.2 * abs(epoch - plan.centre) / 30 + 0.01 * rng.random()
+            off = 0.05 + 0.2 * abs(epoch - final_plan.centre) / 30 + 0.01 * rng.random()
             record["val_confusion"] = np.rint(100 * ((1 - off) * np.eye(k) + off / k)).astype(int).tolist()
         if epoch in plan.nan:
             _set(record, plan.nan[epoch], float("nan"))

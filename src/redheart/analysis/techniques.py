@@ -19,8 +19,8 @@ def _mann_kendall(x: GroupInputs) -> TechniqueResult:
 
 def _cusum(x: GroupInputs) -> TechniqueResult:
     s = x.settings
-    return cusum_technique(x.epochs, x.metric, x.spec.metric.mode, x.eligible, s.cusum_threshold, s.cusum_min_size,
-                           s.cusum_min_noise, s.thresholds.stability_window)
+    return cusum_technique(x.epochs, x.metric, x.spec.metric.mode, x.eligible, s.cusum_penalty, s.cusum_min_size,
+                           s.cusum_min_noise, s.thresholds.stability_window, s.cusum_resolution)
 
 
 def _task(x: GroupInputs) -> TechniqueResult:
@@ -38,7 +38,7 @@ def _gradient(x: GroupInputs) -> TechniqueResult:
 
 
 register(Technique("mann_kendall", _mann_kendall, "Mann-Kendall plateau", "o", "tab:blue"))
-register(Technique("cusum", _cusum, "CUSUM segment", "s", "tab:orange"))
+register(Technique("cusum", _cusum, "change-point segment", "s", "tab:orange"))
 register(Technique("task", _task, "task metrics", "^", "tab:green"))
 register(Technique("mcda", _mcda, "MCDA", "D", "tab:purple"))
 register(Technique("gradient", _gradient, "gradient health", "v", "tab:brown"))

@@ -1,7 +1,8 @@
 """The models the evaluation compares, each a recipe (group -> epochs) with its weights (raw or EMA).
 
 Order of the table: single checkpoints at the fixed epochs (30, 40, 50, when saved: docs/design.md), best
-single (by val), last, EMA (the last checkpoint's EMA weights), uniform plateau average, greedy soup,
+single (by val), last, EMA (the last checkpoint's EMA weights), uniform plateau average, per-group SWAD
+average (each group over its own window), greedy soup,
 the crossover, the greedy crossover, and the variants of the crossover with every group shifted
 by the same number of epochs. Every choice that needed a score was made on val before this list exists.
 """
@@ -41,7 +42,7 @@ def build_candidates(groups: Sequence[str], epochs: Sequence[int], weights: str,
                      fixed_epochs: Sequence[int], choices: Mapping[str, int],
                      plateau_recipe: Recipe | None, soup_recipe: Recipe | None,
                      greedy_choice: Mapping[str, int] | None, shifts: Sequence[int],
-                     shift: Callable[[int], dict[str, int]]) -> list[Candidate]:
+                     shift: Callable[[int], dict[str, int]], swad_recipe: Recipe | None = None) -> list[Candidate]:
     last = max(epochs)
     # The labels name the weights: with EMA on, a checkpoint's "last epoch" model is its EMA average.
     kind = "EMA" if weights == "ema" else "raw"
@@ -56,6 +57,9 @@ def build_candidates(groups: Sequence[str], epochs: Sequence[int], weights: str,
                              {"epoch": last}))
     if plateau_recipe is not None:
         out.append(Candidate("plateau_average", "Plateau average", "average", dict(plateau_recipe), weights))
+    if swad_recipe is not None:
+        out.append(Candidate("per_group_plateau_average", "Per-group SWAD average", "average", dict(swad_recipe),
+                             weights, {"windows": {g: list(e) for g, e in swad_recipe.items()}}))
     if soup_recipe is not None:
         soup = sorted(set(next(iter(soup_recipe.values()))))
         out.append(Candidate("greedy_soup", f"Greedy soup ({len(soup)} checkpoint{'s' if len(soup) > 1 else ''})",

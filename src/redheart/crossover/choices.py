@@ -145,3 +145,26 @@ def shifted(choices: Mapping[str, int], delta: int, analysis: Mapping[str, Any] 
         target = epoch + delta
         out[group] = min(usable, key=lambda e, t=target, o=epoch: (abs(e - t), abs(e - o)))
     return out
+
+
+def group_windows(analysis: Mapping[str, Any] | None, checkpoints: RunCheckpoints,
+                  tolerance: float) -> dict[str, list[int]] | None:
+    """Each group's SWAD-style window from its own validation metric in the analysis (None without one):
+    usable epochs up to the group's bound (its own overfitting point), see soups.swad_window."""
+    from redheart.crossover.soups import swad_window
+
+    if analysis is None:
+        return None
+    out = {}
+    for group in checkpoints.groups:
+        entry = analysis.get("groups", {}).get(group) or {}
+        metric = entry.get("metric") or {}
+        series = (entry.get("series") or {}).get(metric.get("name"))
+        if not series:
+            return None
+        bound = entry.get("bound")
+        usable = [e for e in usable_epochs(group, analysis, checkpoints) if bound is None or e <= bound]
+        values = {int(e): v for e, v in series.items()}
+        window = swad_window(values, metric.get("mode", "min"), usable, tolerance)
+        out[group] = window or [analysis["recommended"][group]]
+    return out

@@ -23,6 +23,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from redheart.crossover.assemble import AssemblyPlan, load_into
 from redheart.crossover.checkpoints import RunCheckpoints
+from redheart.crossover.task_eval import REGRESSION_TASKS
 from redheart.crossover.temperature import calibration_metrics
 from redheart.model.net import MODULE_TASKS, net_inputs
 from redheart.training.losses import multitask_loss
@@ -39,6 +40,8 @@ class Predictions:
     labels: torch.Tensor  # (N,)
     loss: float | None    # the training's multitask loss, mean over records (None: not a network)
     tasks: dict[str, float] = field(default_factory=dict)
+    # regression task -> (sigmoid(output), target, mask), each (N, D): the per-record final outputs
+    regression: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def predicted(self) -> torch.Tensor:
@@ -103,6 +106,7 @@ class Evaluator:
         self.net.eval()
         metrics = TaskMetrics(self.num_classes, self.num_bentham, MODULE_TASKS).to(self.device)
         logits, labels, total, count = [], [], 0.0, 0
+        regression: dict[str, list[list[torch.Tensor]]] = {t: [[], [], []] for t in REGRESSION_TASKS}
         for batch in self._on_device(self.loaders[split]):
             out = self.net(**net_inputs(batch))
             loss, _ = multitask_loss(out, batch, self.loss["weights"], self.loss["label_smoothing"],
@@ -113,7 +117,13 @@ class Evaluator:
             metrics.update(out, batch)
             logits.append(out["final"]["emotion"].float().cpu())
             labels.append(batch["label"].cpu())
-        return Predictions(torch.cat(logits), torch.cat(labels), total / max(count, 1), metrics.compute())
+            for task, parts in regression.items():
+                if task in out["final"] and task in batch:
+                    for part, value in zip(parts, (torch.sigmoid(out["final"][task].float()), batch[task].float(),
+                                                   batch[f"{task}_mask"].bool()), strict=True):
+                        part.append(value.reshape(size, -1).cpu())
+        per_record = {t: tuple(torch.cat(p) for p in parts) for t, parts in regression.items() if parts[0]}
+        return Predictions(torch.cat(logits), torch.cat(labels), total / max(count, 1), metrics.compute(), per_record)
 
 
 def summarize(predictions: Predictions, temperature: float = 1.0, bins: int = 15) -> dict[str, Any]:

@@ -22,8 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from redheart.crossover.checkpoints import RunCheckpoints  # noqa: E402
-from redheart.crossover.tables import latex_table, markdown_table  # noqa: E402
-from redheart.io import atomic_write_json, atomic_write_text, atomic_write_with  # noqa: E402
+from redheart.crossover.errors import CrossoverError  # noqa: E402
+from redheart.crossover.paper_tables import write_paper_tables  # noqa: E402
+from redheart.crossover.tables import TASK_COLUMNS, latex_table, markdown_table, task_tables  # noqa: E402
+from redheart.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json  # noqa: E402
 from redheart.run_folder import EPOCH_HISTORY, RUN_INFO  # noqa: E402
 
 
@@ -127,6 +129,72 @@ def _baseline_verdict(baseline: Mapping[str, Any]) -> str:
             + "; ".join(parts) + ".")
 
 
+def _task_cell(deltas: Mapping[str, Any] | None) -> str:
+    if deltas is None:
+        return "—"
+    better = [m for m, ci in deltas.items() if ci.get("better_beyond_ci")]
+    worse = [m for m, ci in deltas.items() if ci.get("worse_beyond_ci")]
+    parts = ([f"better: {', '.join(better)}"] if better else []) + ([f"worse: {', '.join(worse)}"] if worse else [])
+    return "; ".join(parts) or "no difference beyond CI"
+
+
+def task_verdicts(evaluation: Mapping[str, Any]) -> list[str]:
+    """Per task, which candidates beat (or lost to) best single beyond the 95% CI of some metric."""
+    tasks = evaluation.get("tasks") or {}
+    names = [r["name"] for r in evaluation["candidates"] if r["name"] != "best_single"]
+    labels = {r["name"]: r["label"] for r in evaluation["candidates"]}
+    lines = ["| candidate | " + " | ".join(TASK_COLUMNS) + " |", "|---|" + "---|" * len(TASK_COLUMNS)]
+    for name in names:
+        cells = [_task_cell((tasks.get(t) or {}).get(name, {}).get("vs_best_single")) for t in TASK_COLUMNS]
+        lines.append(f"| {labels[name]} | " + " | ".join(cells) + " |")
+    summary = []
+    for task in TASK_COLUMNS:
+        winners = [labels[n] for n in names
+                   if any(ci.get("better_beyond_ci")
+                          for ci in (tasks.get(task) or {}).get(n, {}).get("vs_best_single", {}).values())]
+        summary.append(f"- **{task}**: " + (f"beat best single beyond its CI: {', '.join(winners)}." if winners
+                                            else "no candidate beat best single beyond its CI."))
+    return summary + ["", *lines]
+
+
+def selection_lines(evaluation: Mapping[str, Any]) -> list[str]:
+    """The recommendation and, per candidate, selected vs confirmed gain over best single and the optimism."""
+    check, rec = evaluation.get("selection_check"), evaluation.get("recommendation")
+    if not check or not rec:
+        return []
+    sel = evaluation["selection"]
+    labels = {r["name"]: r["label"] for r in evaluation["candidates"]}
+    lines = ["## Selection check (val halves)", "",
+             f"**Recommended: {labels.get(rec['recommended'], rec['recommended'])}** — {rec['reason']}.", "",
+             f"Every search ran on the selection half of val ({sel.get('select_records')} records); the "
+             f"confirmation half ({sel.get('confirm_records')} records) was read by none. Gain = val "
+             f"`{sel['metric']}` better than best single's (positive = better); optimism = selected − confirmed. "
+             "The analysis' crossover read the training's logs of the whole val split: its confirmation is "
+             "not independent of its selection.", "",
+             "| candidate | searched on the selection half | selected gain | confirmed gain | optimism |",
+             "|---|---|---:|---:|---:|"]
+    for name, c in check.items():
+        lines.append(f"| {labels.get(name, name)} | {'yes' if c['searched_on_selection_half'] else 'no'} | "
+                     f"{c['selected_gain']:+.4f} | {c['confirmed_gain']:+.4f} | {c['optimism']:+.4f} |")
+    return lines + [""]
+
+
+def calibration_lines(evaluation: Mapping[str, Any]) -> list[str]:
+    """Per calibrated model: every method's test ECE, Brier and NLL, and the one chosen on val."""
+    labels = {r["name"]: r["label"] for r in evaluation["candidates"]}
+    lines = []
+    for name, entry in (evaluation.get("calibration") or {}).items():
+        lines += [f"**{labels.get(name, name)}**: chosen on val: **{entry['chosen']}** ({entry['chosen_by']}).", "",
+                  "| method | val CV NLL | test ECE | test Brier | test NLL |", "|---|---:|---:|---:|---:|"]
+        for method in entry["methods"]:
+            t = entry["test"][method]
+            mark = " (chosen)" if method == entry["chosen"] else ""
+            lines.append(f"| {method}{mark} | {entry['val_cv_nll'][method]:.4f} | {t['ece']:.4f} | {t['brier']:.4f} | "
+                         f"{t['nll']:.4f} |")
+        lines.append("")
+    return (["## Calibration (fitted on val, compared on test)", "", *lines]) if lines else []
+
+
 def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], table_md: str,
                  links: Mapping[str, Path | None], analysis_files: Sequence[Path]) -> Path:
     base = path.parent
@@ -149,7 +217,8 @@ def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], ta
         f"Differences are test metric(candidate) − metric(best single, epoch {best['details']['epoch']}), "
         f"paired bootstrap over test records ({boot['resamples']} resamples, seed {boot['seed']}, percentile "
         f"interval). With {test_n} test records one record is {100 / max(test_n, 1):.2f} accuracy points.",
-        "", "## Pipeline artefacts", "",
+        "", *selection_lines(evaluation),
+        "## Pipeline artefacts", "",
         f"- Data report: {_link(links.get('data_report'), base)}",
         f"- LR sweep: {sweep if isinstance(sweep := links.get('lr_sweep'), str) else _link(sweep, base)}",
         f"- Training curves: {_link(links.get('tensorboard'), base, 'TensorBoard logs')}, "
@@ -159,6 +228,8 @@ def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], ta
         f"- Crossover: {_link(links.get('crossover'), base)}, {_link(links.get('provenance'), base)}",
         f"- Comparison: {_link(links.get('comparison_md'), base)}, {_link(links.get('comparison_tex'), base)}, "
         f"{_link(links.get('chart'), base)}, {_link(links.get('evaluation'), base)}",
+        f"- Paper tables (dataset, architecture, results): {_link(links.get('paper_md'), base)}, "
+        f"{_link(links.get('paper_tex'), base)}",
         "", "## Crossover choices", "",
         "| group | crossover epoch | from | greedy crossover epoch |", "|---|---:|---|---:|",
     ]
@@ -166,6 +237,11 @@ def final_report(path: Path, *, run_dir: Path, evaluation: Mapping[str, Any], ta
     for group, epoch in evaluation["choices"].items():
         lines.append(f"| {group} | {epoch} | {evaluation['choice_sources'][group]} | {greedy_choice.get(group, '—')} |")
     stats = evaluation["running_statistics"]
+    lines += ["", "## Per-task verdict (test)", "",
+              "Every task's final output, each candidate against best single: emotion accuracy, macro-F1, ECE and "
+              "Brier; intensity, regret, Bentham and SURD MAE and Spearman ρ over the test records with the target "
+              "(paired bootstrap, 95% CI; tables in comparison.md).", "", *task_verdicts(evaluation)]
+    lines += ["", *calibration_lines(evaluation)]
     lines += ["", "## Comparison (test; val for selection)", "", table_md,
               "Bold: best value of the column. Δ columns: points vs best single, 95% CI; `*` marks an interval "
               "that excludes 0. ECE: 15 bins; T-scaled: temperature fitted on val per candidate. The val columns "
@@ -191,7 +267,10 @@ def write_outputs(evaluation: dict, checkpoints: RunCheckpoints, epoch_scores: d
              "comparison_tex": out_dir / "comparison.tex", "chart": out_dir / "comparison.png",
              "checkpoint_curve": out_dir / "checkpoint_val_curve.png"}
     atomic_write_json(paths["evaluation"], evaluation)
-    atomic_write_text(paths["comparison_md"], f"# {caption}\n\n{md}")
+    labels = {r["name"]: r["label"] for r in results}
+    per_task_md = task_tables(evaluation.get("tasks") or {}, labels)
+    atomic_write_text(paths["comparison_md"], f"# {caption}\n\n{md}\n## Per task (test; Δ vs best single, "
+                                              f"95% paired-bootstrap CI, `*` excludes 0)\n\n{per_task_md}")
     atomic_write_text(paths["comparison_tex"], latex_table(results, caption))
     bar_chart(results, paths["chart"])
     training = {e: checkpoints.epoch_metrics(e) or {} for e in checkpoints.epochs}
@@ -202,6 +281,9 @@ def write_outputs(evaluation: dict, checkpoints: RunCheckpoints, epoch_scores: d
             "selection": evaluation["selection"], "start": {"best_single_epoch": evaluation["best_single_epoch"]},
             "plateaus": evaluation["plateaus"]})
     run_dir = checkpoints.run_dir
+    paths["paper_md"], paths["paper_tex"] = write_paper_tables(
+        out_dir, run_dir, evaluation, _optional_json(run_dir / "data_report.json"),
+        _optional_json(run_dir / "parameters.json"))
     mine = {p.name for p in paths.values()} | {"final_report.md", "greedy_crossover.json", "provenance.json"}
     analysis_files = sorted(p for p in out_dir.glob("*.md") if p.name not in mine)  # analysis_report.md
     analysis_files += [p for p in (out_dir / "visualizations", out_dir / "calibrated_thresholds.json") if p.exists()]
@@ -211,6 +293,13 @@ def write_outputs(evaluation: dict, checkpoints: RunCheckpoints, epoch_scores: d
              "provenance": out_dir / "provenance.json"}
     final_report(out_dir / "final_report.md", run_dir=run_dir, evaluation=evaluation, table_md=md, links=links,
                  analysis_files=analysis_files)
+
+
+def _optional_json(path: Path) -> dict | None:
+    """A run file the paper tables read, None when absent (the tables file says so)."""
+    if not path.is_file():
+        return None
+    return read_json(path, CrossoverError)
 
 
 def _find_lr_sweep(run_dir: Path) -> Path | str:

@@ -1,8 +1,9 @@
 """`crossover_and_evaluate(...)`: assemble the crossover, then compare it honestly with the baselines.
 
-Called by analyze.py after the analysis stage and by combine.py. Protocol: every choice that needs a
-score (best single, greedy soup, greedy crossover, temperature) is made on val; the test split is
-predicted only once the candidate list is fixed, and only reported. Outputs in `out_dir`:
+Called by analyze.py after the analysis stage and by combine.py. Protocol: every search (best single,
+greedy soup, greedy crossover) runs on the selection half of val, every candidate is then scored on
+the confirmation half (redheart.crossover.confirm), temperatures are fitted on the whole val split; the
+test split is predicted only once the candidate list is fixed, and only reported. Outputs in `out_dir`:
 crossover_final.safetensors, provenance.json, evaluation.json, comparison.md/.tex/.png,
 checkpoint_val_curve.png, greedy_crossover.json, final_report.md.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Subset
 
 from redheart.crossover.assemble import (
     AssemblyPlan,
@@ -28,6 +30,7 @@ from redheart.crossover.assemble import (
 from redheart.crossover.candidates import Candidate, build_candidates
 from redheart.crossover.checkpoints import RunCheckpoints
 from redheart.crossover.choices import (
+    group_windows,
     load_analysis,
     plateau_epochs,
     resolve_choices,
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_OUTPUT = "crossover_final.safetensors"
+SELECT, CONFIRM = "val_select", "val_confirm"   # the two halves of val (redheart.crossover.confirm)
 
 
 def _plain(cfg: Any) -> dict[str, Any]:
@@ -122,15 +126,16 @@ class _Scorer:
             self.plans[key] = plan_assembly(self.checkpoints, recipe, weights, self.expected)
         return self.plans[key]
 
-    def predictions(self, recipe: Mapping[str, tuple[int, ...]], weights: str) -> Predictions:
-        key = self.key(recipe, weights)
+    def predictions(self, recipe: Mapping[str, tuple[int, ...]], weights: str, split: str = "val") -> Predictions:
+        key = (split, self.key(recipe, weights))
         if key not in self.val:
-            self.val[key] = self.evaluator.predict(self.plan(recipe, weights), "val")
+            self.val[key] = self.evaluator.predict(self.plan(recipe, weights), split)
             self.calls += 1
         return self.val[key]
 
-    def score(self, recipe: Mapping[str, tuple[int, ...]], weights: str) -> float:
-        return metric_value(self.predictions(recipe, weights), self.selection.metric)
+    def score(self, recipe: Mapping[str, tuple[int, ...]], weights: str, split: str = SELECT) -> float:
+        """The selection metric on the selection half of val (every search reads only this)."""
+        return metric_value(self.predictions(recipe, weights, split), self.selection.metric)
 
 
 def metric_value(predictions: Predictions, metric: str) -> float:
@@ -152,6 +157,8 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                         choices: dict[str, int], sources: dict[str, str], weights: str, analysis: dict | None,
                         settings: dict[str, Any], out_dir: Path, crossover_path: Path | None = None) -> dict:
     # deferred: torchmetrics, scipy, matplotlib and Lightning are not needed to assemble (bench/crossover_memory.py)
+    from redheart.crossover.calibrators import calibrate_and_compare
+    from redheart.crossover.confirm import gains, recommend, val_halves
     from redheart.crossover.evaluate import Evaluator, has_running_stats
     from redheart.crossover.report import write_outputs
     from redheart.crossover.temperature import fit_temperature
@@ -171,6 +178,11 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
     datamodule = datamodule_of(cfg, settings.get("batch_size"))
     loaders = {"train": datamodule.train_dataloader(), "val": datamodule.val_dataloader(),
                "test": datamodule.test_dataloader()}
+    split_seed = int(settings.get("split_seed", 0))
+    halves = val_halves(datamodule.datasets["val"].tensors["label"].numpy(), split_seed)
+    for name, idx in zip((SELECT, CONFIRM), halves, strict=True):
+        loaders[name] = DataLoader(Subset(datamodule.datasets["val"], idx.tolist()), batch_size=datamodule.batch_size,
+                                   shuffle=False)
     schema = schema_of(cfg)
     net = build_net(cfg, input_dim, device="cpu")
     evaluator = Evaluator(net, checkpoints, loaders, loss_settings(cfg), len(schema.class_names),
@@ -214,9 +226,14 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
                      f"{checkpoints.epochs[-1]}): not evaluated.")
     shifts = [int(d) for d in settings.get("shifts", [-4, -2, 2, 4])]
     has_ema = all(checkpoints.ema.values())
+    tolerance = float(settings.get("swad_tolerance", 0.05))
+    windows = group_windows(analysis, checkpoints, tolerance)
+    if windows is None:
+        notes.append("No analysis with per-group validation series: the per-group SWAD average is not evaluated.")
     candidates = build_candidates(groups, epochs, weights, has_ema, best_epoch, fixed, choices,
                                   plateau_average(plateaus), soup_recipe, greedy_choice, shifts,
-                                  lambda d: shifted(choices, d, analysis, checkpoints))
+                                  lambda d: shifted(choices, d, analysis, checkpoints),
+                                  plateau_average(windows) if windows else None)
 
     # --- the fixed candidate list on test (and its val numbers, already computed or cached) ------------
     first_of: dict[tuple, str] = {}
@@ -226,6 +243,12 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
             first_of[c.key] = c.name
             val = scorer.predictions(c.recipe, c.weights)
             temperatures[c.key] = fit_temperature(val.logits, val.labels)
+    # confirmation: every candidate on both halves, before the test split is touched
+    halves_scores = {c.name: {"select": scorer.score(c.recipe, c.weights, SELECT),
+                              "confirm": scorer.score(c.recipe, c.weights, CONFIRM)} for c in candidates}
+    check = gains(halves_scores, selection.mode)
+    recommendation = recommend(check)
+    log.info("recommendation: %s (%s)", recommendation["recommended"], recommendation["reason"])
     selection_seconds = time.monotonic() - started
     distinct = [c for c in candidates if first_of[c.key] == c.name]
     test_cache = {c.key: evaluator.predict(scorer.plan(c.recipe, c.weights), "test") for c in distinct}
@@ -238,9 +261,19 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
         r["test"]["ci"] = cis[c.key]
         if c.name != "best_single":
             r["vs_best_single"] = versus(base, test_cache[c.key], boot)
+    named_tests = {c.name: test_cache[c.key] for c in candidates}
     baseline = settings.get("baseline") or {}
     if baseline.get("logistic_regression", True):
-        results.append(_logistic_regression_result(datamodule, len(schema.class_names), baseline, base, boot, bins))
+        row, named_tests["logistic_regression"] = _logistic_regression_result(datamodule, len(schema.class_names),
+                                                                              baseline, base, boot, bins)
+        results.append(row)
+    tasks = per_task(results, named_tests, boot)
+    calibration = {}
+    for name in dict.fromkeys(("best_single", recommendation["recommended"])):
+        c = next(c for c in candidates if c.name == name)
+        val = scorer.predictions(c.recipe, c.weights)
+        calibration[name] = calibrate_and_compare(val.logits, val.labels, test_cache[c.key].logits,
+                                                  test_cache[c.key].labels, bins, log.info)
     if has_running_stats(net):
         stats = "recomputed with torch.optim.swa_utils.update_bn on the train split for every candidate"
     else:
@@ -248,7 +281,9 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
 
     evaluation = {
         "run_dir": str(checkpoints.run_dir), "weights": weights, "choices": choices, "choice_sources": sources,
-        "selection": {"metric": selection.metric, "mode": selection.mode, "split": "val"},
+        "selection": {"metric": selection.metric, "mode": selection.mode, "split": "val (selection half)",
+                      "split_seed": split_seed, "select_records": len(halves[0]), "confirm_records": len(halves[1])},
+        "selection_check": check, "recommendation": recommendation,
         "settings": {"fixed_epochs": fixed, "shifts": shifts, "plateau_window": window, "bootstrap": boot,
                      "calibration_bins": bins, "device": str(evaluator.device),
                      "batch_size": datamodule.batch_size},
@@ -256,10 +291,12 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
         "val_by_epoch": {str(e): v for e, v in epoch_scores.items()}, "best_single_epoch": best_epoch,
         "consistency_with_training": consistency,
         "plateaus": {g: list(p) for g, p in plateaus.items()},
+        "swad_windows": windows, "swad_tolerance": tolerance,
         "greedy_soup": {"epochs": sorted(next(iter(soup_recipe.values()))) if soup_recipe else None,
                         "trace": soup_trace},
         "greedy_crossover": {"choices": greedy_choice, "trace": greedy_trace},
-        "candidates": results, "running_statistics": stats, "notes": notes,
+        "candidates": results, "tasks": tasks, "calibration": calibration, "running_statistics": stats,
+        "notes": notes,
         "val_evaluations": scorer.calls, "seconds": {"selection": round(selection_seconds, 2),
                                                      "total": round(time.monotonic() - started, 2)},
     }
@@ -278,15 +315,33 @@ def _consistency(epochs: list[int], checkpoints: RunCheckpoints, scorer: _Scorer
     for epoch in epochs:
         logged = checkpoints.epoch_metrics(epoch) or {}
         if logged.get("weights_evaluated") == weights and isinstance(logged.get("val_loss"), int | float):
-            ours = scorer.predictions({g: (epoch,) for g in groups}, weights).loss
+            ours = scorer.predictions({g: (epoch,) for g in groups}, weights, "val").loss
             diffs[str(epoch)] = abs(ours - float(logged["val_loss"]))
     if not diffs:
         return {"checked_epochs": 0, "note": f"the training logged no val loss for the {weights} weights"}
     return {"checked_epochs": len(diffs), "max_abs_val_loss_difference": max(diffs.values()), "per_epoch": diffs}
 
 
+def per_task(results: list[dict], tests: dict[str, Predictions], boot: dict[str, Any]) -> dict[str, dict]:
+    """evaluation.json's `tasks`: {task: {candidate: {"test": metrics, "vs_best_single": {metric: Δ}}}}."""
+    from redheart.crossover.task_eval import TASKS, task_arrays, task_deltas, task_metrics
+
+    arrays = {name: task_arrays(test) for name, test in tests.items()}
+    metrics = {name: task_metrics(arrays[name], {"accuracy": test.accuracy, "macro_f1": test.macro_f1})
+               for name, test in tests.items()}
+    out: dict[str, dict] = {t: {} for t in TASKS}
+    for r in results:
+        name = r["name"]
+        deltas = None if name == "best_single" else task_deltas(
+            arrays["best_single"], arrays[name], metrics["best_single"], metrics[name], r.get("vs_best_single"), boot)
+        for task, values in metrics[name].items():
+            out[task][name] = {"test": values} | ({"vs_best_single": deltas.get(task, {})} if deltas is not None
+                                                  else {})
+    return out
+
+
 def _logistic_regression_result(datamodule: Any, num_classes: int, settings: dict[str, Any], base: Predictions,
-                                boot: dict[str, Any], bins: int) -> dict[str, Any]:
+                                boot: dict[str, Any], bins: int) -> tuple[dict[str, Any], Predictions]:
     """The scikit-learn baseline on the same embeddings and split, as one more row (baseline.py)."""
     from redheart.crossover.baseline import DEFAULT_C, fit_logistic_regression
     from redheart.crossover.evaluate import Predictions, summarize
@@ -306,7 +361,7 @@ def _logistic_regression_result(datamodule: Any, num_classes: int, settings: dic
                         "converged": fit.converged,
                         "model": "sklearn StandardScaler + LogisticRegression on the run's embeddings"},
             "val": summarize(val, temperature, bins), "test": summarize(test, temperature, bins) | {
-                "ci": metric_cis(test, boot)}, "vs_best_single": versus(base, test, boot)}
+                "ci": metric_cis(test, boot)}, "vs_best_single": versus(base, test, boot)}, test
 
 
 def metric_cis(test: Predictions, boot: dict[str, Any]) -> dict[str, dict]:

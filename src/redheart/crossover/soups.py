@@ -3,6 +3,7 @@
 - plateau average: each group's tensors averaged uniformly over the checkpoints of its plateau.
 - greedy soup (Wortsman et al. 2022, "Model soups", Alg. 1): whole checkpoints ranked by their own val
   score; starting from the best, each next one joins the uniform average only if val does not get worse.
+- per-group SWAD average: each group averaged over its own SWAD-style window (`swad_window`).
 - greedy crossover: from best single, for each group in turn try each epoch of its plateau, keeping a
   change only if val strictly improves (the soups' greedy rule applied per group, to a choice not a mean).
 
@@ -85,3 +86,27 @@ def greedy_crossover(start: Mapping[str, int], plateaus: Mapping[str, Sequence[i
                 choice, current = trial, value
             trace.append({"group": group, "epoch": epoch, "score": value, "kept": kept})
     return choice, trace
+
+
+def swad_window(values: Mapping[int, float | None], mode: str, usable: Sequence[int], tolerance: float) -> list[int]:
+    """A group's SWAD-style window (Cha et al. 2021): the run of consecutive usable checkpoints around the
+    group's best epoch on its own validation metric whose value stays within `tolerance` (relative) of
+    that best. SWAD averages densely from where the loss stops improving until it rises past a tolerance
+    of its minimum; here that rule runs per group on the group's own curve, at checkpoint granularity."""
+    epochs = [e for e in sorted(usable) if values.get(e) is not None]
+    if not epochs:
+        return []
+    sign = 1.0 if mode == "min" else -1.0
+    best = min(epochs, key=lambda e: (sign * values[e], e))
+    limit = abs(values[best]) * tolerance
+
+    def close(e: int) -> bool:
+        return sign * (values[e] - values[best]) <= limit
+
+    i = epochs.index(best)
+    lo = hi = i
+    while lo > 0 and close(epochs[lo - 1]):
+        lo -= 1
+    while hi < len(epochs) - 1 and close(epochs[hi + 1]):
+        hi += 1
+    return epochs[lo:hi + 1]

@@ -100,3 +100,47 @@ _LATEX_ESCAPES = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$",
 
 def _escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
+
+
+TASK_COLUMNS = {"emotion": (("accuracy", "Acc", True), ("macro_f1", "Macro-F1", True), ("ece", "ECE", False),
+                            ("brier", "Brier", False)),
+                "intensity": (("mae", "MAE", False), ("spearman", "Spearman ρ", False)),
+                "regret": (("mae", "MAE", False), ("spearman", "Spearman ρ", False)),
+                "bentham": (("mae", "MAE", False), ("spearman", "Spearman ρ", False)),
+                "surd": (("mae", "MAE", False), ("spearman", "Spearman ρ", False))}
+
+
+def _task_diff(ci: Mapping[str, Any] | None, percent: bool) -> str:
+    """Δ [95% CI] of one task metric; `*` when the interval excludes 0 (better or worse)."""
+    if not ci or ci.get("difference") is None:
+        return "—"
+    scale, digits = (100, 1) if percent else (1, 3)
+    star = "*" if ci.get("better_beyond_ci") or ci.get("worse_beyond_ci") else ""
+    if ci.get("ci_low") is None:
+        return f"{scale * ci['difference']:+.{digits}f}".replace("-", "−")
+    text = (f"{scale * ci['difference']:+.{digits}f} [{scale * ci['ci_low']:+.{digits}f}, "
+            f"{scale * ci['ci_high']:+.{digits}f}]{star}")
+    return text.replace("-", "−")
+
+
+def task_tables(tasks: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str]) -> str:
+    """One Markdown table per task: each candidate's test value and its Δ vs best single [95% CI]."""
+    out = []
+    for task, columns in TASK_COLUMNS.items():
+        by_candidate = tasks.get(task) or {}
+        if not by_candidate:
+            continue
+        records = next(iter(by_candidate.values()))["test"].get("records", 0)
+        head = ["Method"] + [x for _, name, pct in columns
+                             for x in (name + (" %" if pct else ""), f"Δ{name} [95% CI]")]
+        lines = [f"### {task} (test records with the target: {records})", "",
+                 "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        for name, entry in by_candidate.items():
+            cells = [labels.get(name, name)]
+            for metric, _, pct in columns:
+                value = entry["test"].get(metric)
+                cells.append("—" if value is None else f"{100 * value:.1f}" if pct else f"{value:.3f}")
+                cells.append(_task_diff(entry.get("vs_best_single", {}).get(metric), pct))
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
