@@ -49,6 +49,8 @@ CHECKS = {
             for v in r["variants"].values()),
     "encoder_activations.py": lambda r: r["model"] == "tiny" and r["encoder_parameters"] > 0
     and r["lengths"]["128"]["saved_bytes_fp32_per_text"] > r["lengths"]["32"]["saved_bytes_fp32_per_text"] > 0,
+    "crossover_seeds.py": lambda r: r["complete"] and len(r["seeds"]) == 2
+    and set(r["beat_best_single_beyond_ci_on_every_seed"]) == {"emotion", "intensity", "regret", "bentham", "surd"},
     "ema_every_n.py": lambda r: r["model"] == "tiny" and set(r["summary"]) >= {"1", "4"}
     and r["summary"]["1"]["max_abs_val_loss_difference_vs_n1"] == 0.0,
     "param_monitor_cost.py": lambda r: r["model"] == "tiny" and r["params"] > 0 and r["window_check_s"] > 0
