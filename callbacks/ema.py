@@ -17,10 +17,10 @@ has no warm-up, hence this small function. Update schedule, validation swap and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
@@ -49,15 +49,22 @@ class BatchedEMAWeightAveraging(EMAWeightAveraging):
     Args:
         decay: the EMA decay d in (0, 1) once warmed up.
         warmup: use d_n = min(decay, (1 + n) / (10 + n)) for the n-th update.
-        **kwargs: passed to EMAWeightAveraging (device, use_buffers, update_every_n_steps, ...).
+        device, use_buffers, update_every_n_steps, update_starting_at_step, update_starting_at_epoch:
+            as for Lightning's EMAWeightAveraging.
     """
-    def __init__(self, decay: float = 0.999, warmup: bool = True, **kwargs: Any):
+
+    def __init__(self, decay: float = 0.999, warmup: bool = True, device: torch.device | str | int | None = None,
+                 use_buffers: bool = True, update_every_n_steps: int = 1, update_starting_at_step: int | None = None,
+                 update_starting_at_epoch: int | None = None):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         multi_avg_fn = warmup_ema_multi_avg_fn(decay) if warmup else get_ema_multi_avg_fn(decay)
-        # torch's AveragedModel uses `multi_avg_fn` whenever it is given, ignoring the per-tensor `avg_fn`
-        # that EMAWeightAveraging passes along with it
-        super().__init__(decay=decay, multi_avg_fn=multi_avg_fn, **kwargs)
+        # EMAWeightAveraging.__init__ hands AveragedModel a per-tensor avg_fn, and torch accepts only one of
+        # avg_fn and multi_avg_fn: build the base with ours and set the EMA schedule as EMAWeightAveraging does.
+        WeightAveraging.__init__(self, device=device, use_buffers=use_buffers, multi_avg_fn=multi_avg_fn)
+        self.update_every_n_steps = update_every_n_steps
+        self.update_starting_at_step = update_starting_at_step
+        self.update_starting_at_epoch = update_starting_at_epoch
 
     def averaged_state_dict(self) -> dict[str, torch.Tensor] | None:
         """The averaged LightningModule's state dict (its own tensors), None before the first update."""
