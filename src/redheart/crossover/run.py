@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Subset
 
 from redheart.crossover.assemble import (
     AssemblyPlan,
@@ -181,8 +180,7 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
     split_seed = int(settings.get("split_seed", 0))
     halves = val_halves(datamodule.datasets["val"].tensors["label"].numpy(), split_seed)
     for name, idx in zip((SELECT, CONFIRM), halves, strict=True):
-        loaders[name] = DataLoader(Subset(datamodule.datasets["val"], idx.tolist()), batch_size=datamodule.batch_size,
-                                   shuffle=False)
+        loaders[name] = datamodule.subset_dataloader("val", idx.tolist())
     schema = schema_of(cfg)
     net = build_net(cfg, input_dim, device="cpu")
     evaluator = Evaluator(net, checkpoints, loaders, loss_settings(cfg), len(schema.class_names),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from redheart.data.embeddings import build_encoder
 from redheart.data.pipeline import PipelineSettings, PreparedDataset, prepare_dataset
@@ -189,7 +189,7 @@ class RedHeartDataModule(LightningDataModule):
             raise RuntimeError("call setup() first")
         return int(self.prepared.embeddings.shape[1])
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def _loader(self, name: str, shuffle: bool, indices: Sequence[int] | None = None) -> DataLoader:
         if name not in self.datasets:
             raise RuntimeError("call setup() before asking for a dataloader")
         init = None
@@ -199,13 +199,13 @@ class RedHeartDataModule(LightningDataModule):
             init = partial(init_worker, threads=worker_threads(torch.get_num_threads(), self.num_workers),
                            seed_rank=rank if seeded else None)
         common = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0, "worker_init_fn": init}
+        dataset = self.datasets[name] if indices is None else Subset(self.datasets[name], list(indices))
         if self.tokenizer is None:
-            return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle, **common)
-        dataset = self.datasets[name]
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, **common)
         collate = pad_collate(self.pad_id)
         # Lightning shards a plain sampler across DDP processes but not a custom batch sampler: no buckets there
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        if shuffle and self.bucket and not (distributed and torch.distributed.get_world_size() > 1):
+        if shuffle and indices is None and self.bucket and not (distributed and torch.distributed.get_world_size() > 1):
             sampler = LengthBucketSampler([len(t) for t in dataset.token_ids], self.batch_size)
             return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **common)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate, **common)
@@ -218,3 +218,7 @@ class RedHeartDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def subset_dataloader(self, name: str, indices: Sequence[int]) -> DataLoader:
+        """A loader over some records of one split, in order, batched (and padded) as that split's own."""
+        return self._loader(name, shuffle=False, indices=indices)
