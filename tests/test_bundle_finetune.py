@@ -46,6 +46,7 @@ def test_the_bundle_carries_the_encoder_and_nothing_executable(bundle, tiny_enco
     assert {"config.json", "tokenizer.json", "vocab.txt"} <= set(encoder["files"])
     assert all(p.suffix in (".json", ".txt") for p in (folder / "encoder").iterdir())  # no weights, no code
     assert config["net"]["encoder"]["model"] == "encoder" and config["net"]["encoder"]["pretrained"] is False
+    assert "Fine-tuned encoder" in (folder / "README.md").read_text()
     weights = load_file(folder / "weights.safetensors")
     assert any(k.startswith("encoder.model.encoder.layer.1.") for k in weights)
 
