@@ -41,7 +41,8 @@ CHECKS = {
     and r["peak_rss_gb"] >= r["baseline_rss_gb"] > 0 and r["step_seconds"] > 0,
     "kill_resume.py": lambda r: r["passed"] and r["kill_count"] >= 1,
     "predict_throughput.py": lambda r: r["texts"] == 128 and r["raw_encode_texts_per_second"] > 0
-    and r["predict_texts_per_second"] > 0 and 0 < r["network_share_of_predict"] < 1,
+    and r["predict_texts_per_second"] > 0 and 0 < r["network_share_of_predict"] < 1
+    and r["fine_tuned"]["predict_texts_per_second"] > 0 and r["fine_tuned"]["max_length"] == 128,
     "cpu_threads.py": lambda r: r["model"] == "tiny" and r["arms"]["setting_alone"]["threads"] == r["setting"]
     and all(a["median_s"] > 0 for a in r["arms"].values()) and all(v > 0 for v in r["ratios"].values()),
     "isear_encoder.py": lambda r: set(r["variants"]) >= {"frozen", "finetune", "plain_finetune"}

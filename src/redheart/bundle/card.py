@@ -15,6 +15,15 @@ def _ci(metric: dict[str, Any] | None) -> str:
     return f"{_pct(metric['value'])} [{_pct(metric['ci_low'])}, {_pct(metric['ci_high'])}]"
 
 
+def _encoder_line(encoder: dict[str, Any] | None, embedding: dict[str, Any]) -> str:
+    if encoder:
+        return (f"Fine-tuned encoder: `{encoder.get('model')}` (tokenizer `{encoder.get('tokenizer_model_id')}`, "
+                f"max_length {encoder.get('max_length')}); weights in weights.safetensors, tokenizer and config "
+                "files in encoder/ (sha256-checked)")
+    return (f"Embedding model: `{embedding.get('model_id')}` (input width {embedding.get('input_dim')}); predict "
+            "refuses\n  any other installed model")
+
+
 def model_card(config: dict[str, Any]) -> str:
     prov, metrics = config.get("provenance") or {}, config.get("metrics") or {}
     selection, data = prov.get("selection") or {}, prov.get("data") or {}
@@ -50,8 +59,7 @@ calibrated probabilities, intensity, regret, Bentham hedonic-calculus scores and
   {', '.join(f"{g}={'+'.join(map(str, e))}" for g, e in (selection.get('recipe') or {}).items())}
 - Classes: {', '.join(schema['class_names'])}
 - Bentham: {', '.join(schema['bentham_names'])}; SURD: {', '.join(schema['surd_names'])}
-- Embedding model: `{embedding.get('model_id')}` (input width {embedding.get('input_dim')}); predict refuses
-  any other installed model
+- {_encoder_line(config.get('encoder'), embedding)}
 - Calibration: temperature {config.get('calibration', {}).get('temperature', 1.0):.4f}, fitted on val
 
 ## Data

@@ -72,18 +72,25 @@ def run_network(model: RedHeartModel, records: list[Record], batch_size: int) ->
     """Predictions (logits, labels, every task metric the targets allow) and the embeddings."""
     from redheart.crossover.evaluate import Predictions
     from redheart.data.datamodule import EmbeddingDataset
-    from redheart.model.net import MODULE_TASKS
+    from redheart.data.tokens import pad_collate
+    from redheart.model.net import MODULE_TASKS, net_inputs
     from redheart.training.metrics import TaskMetrics
 
-    chunks = [model.embed([r.text for r in records[i:i + batch_size]]).numpy()
-              for i in range(0, len(records), batch_size)]
-    embeddings = np.concatenate(chunks)
-    dataset = EmbeddingDataset(records, embeddings, np.arange(len(records)), model.schema)
+    collate, token_ids = None, None
+    if model.tokenizer is not None:  # fine-tuned encoder: token ids, no sentence embeddings
+        token_ids = [np.asarray(x) for x in model.tokenizer.encode([model.cleaning.clean(r.text) for r in records])]
+        embeddings = np.zeros((len(records), 0), dtype=np.float32)
+        collate = pad_collate(model.tokenizer.pad_id)
+    else:
+        chunks = [model.embed([r.text for r in records[i:i + batch_size]]).numpy()
+                  for i in range(0, len(records), batch_size)]
+        embeddings = np.concatenate(chunks)
+    dataset = EmbeddingDataset(records, embeddings, np.arange(len(records)), model.schema, token_ids)
     metrics = TaskMetrics(len(model.class_names), len(model.schema.bentham_names), MODULE_TASKS).to(model.device)
     logits, labels = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        out = model.net(batch["embedding"])
+        out = model.net(**net_inputs(batch))
         metrics.update(out, batch)
         logits.append(out["final"]["emotion"].float().cpu())
         labels.append(batch["label"].cpu())
@@ -121,6 +128,9 @@ def _baseline(run: Path, model: RedHeartModel, embeddings: np.ndarray, predictio
     from redheart.crossover.rebuild import datamodule_of, run_config
     from redheart.crossover.run import metric_cis, versus
 
+    if model.tokenizer is not None:
+        raise BundleError(f"baseline={run}: the logistic-regression baseline reads frozen sentence embeddings, which "
+                          "a bundle with a fine-tuned encoder does not have; run without baseline")
     cfg = run_config(run)
     datamodule = datamodule_of(cfg)
     if datamodule.encoder.model_id != model.config["embedding"]["model_id"]:

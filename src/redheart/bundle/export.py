@@ -129,12 +129,14 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
     run_record = read_json(run_dir / RUN_INFO, BundleError)
     report = datamodule.prepared.report
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    net_args = net_arguments(cfg, input_dim)
+    encoder, encoder_files = encoder_settings(net_args, data_cfg, datamodule)
     config = {
-        "net": net_arguments(cfg, input_dim),
+        "net": net_args,
         "schema": {"class_names": list(schema.class_names), "bentham_names": list(schema.bentham_names),
                    "surd_names": list(schema.surd_names)},
         "embedding": embedding_settings(data_cfg.get("embedding") or {}, datamodule.encoder.model_id, input_dim),
-        "encoder": None,  # frozen sentence-transformer path: no fine-tuned encoder weights in this bundle
+        "encoder": encoder,  # None on the frozen path; else the fine-tuned encoder (weights in encoder.*)
         "text_cleaning": {k: v for k, v in (data_cfg.get("clean") or {}).items() if k != "placeholders"},
         "calibration": {"temperature": temperature, "method": "temperature scaling", "fitted_on": "val",
                         "records": len(val.labels)},
@@ -152,10 +154,39 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
         "metrics": {"selection": {"split": "val", **summarize(val, temperature, bins)}, "test": test_summary},
     }
     out = Path(out) if out else analysis_dir / "model_bundle"
-    written = write_bundle(out, evaluator().net.state_dict(), config, model_card)
+    written = write_bundle(out, evaluator().net.state_dict(), config, model_card, encoder_files)
     log.info("model bundle (%s, %s weights) in %s (%.1f s): test accuracy %.3f, macro-F1 %.3f", name, weights,
              written, time.monotonic() - started, test_summary["accuracy"], test_summary["macro_f1"])
     return written
+
+
+ENCODER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                 "vocab.json", "merges.txt", "added_tokens.json")  # plain JSON/text: nothing here runs code
+
+
+def encoder_settings(net_args: dict[str, Any], data_cfg: dict[str, Any],
+                     datamodule: Any) -> tuple[dict[str, Any] | None, dict[str, Path] | None]:
+    """The fine-tuned encoder's config.json entry and the files the bundle carries (None, None when frozen).
+
+    The net's arguments are rewritten to read the bundle's own `encoder/` folder without pretrained weights:
+    its trained weights are the `encoder.*` tensors of weights.safetensors."""
+    encoder = net_args.get("encoder")
+    if not encoder:
+        return None, None
+    from redheart.data.embeddings import resolve_model_path
+
+    source = Path(resolve_model_path(str(encoder["model"])))
+    if not source.is_dir():
+        raise BundleError(f"encoder model {encoder['model']!r} is not a local folder; a bundle must carry its "
+                          "tokenizer and config files (train with data.tokens.model=/path/to/model)")
+    files = {name: source / name for name in ENCODER_FILES if (source / name).is_file()}
+    if "config.json" not in files:
+        raise BundleError(f"encoder model folder {source} has no config.json; it is not a Hugging Face model folder")
+    tokens = data_cfg.get("tokens") or {}
+    settings = {"model": str(encoder["model"]), "folder": "encoder", "max_length": int(tokens.get("max_length")),
+                "tokenizer_model_id": datamodule.tokenizer.model_id, "normalize": bool(encoder.get("normalize", True))}
+    net_args["encoder"] = {**encoder, "model": "encoder", "pretrained": False, "gradient_checkpointing": False}
+    return settings, files
 
 
 def embedding_settings(embedding: dict[str, Any], model_id: str, input_dim: int) -> dict[str, Any]:

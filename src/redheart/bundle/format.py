@@ -6,6 +6,8 @@
                          embedding model id and fingerprint, text cleaning, calibration temperature,
                          provenance summary, selection (val) and test metrics with CIs
     README.md            the model card
+    encoder/             only for a fine-tuned encoder: its tokenizer and Hugging Face config files (plain
+                         JSON/text, each with its sha256 in config.json), so the bundle needs no download
 
 Reading verifies before it builds anything: the format, every `_target_` against the allowlist (only the
 network class), and the weights' sha256. The folder is written beside its destination and renamed into
@@ -32,11 +34,14 @@ FORMAT = "redheart-bundle-v1"
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
+ENCODER_DIR = "encoder"
 
 
 def write_bundle(out_dir: str | Path, state: Mapping[str, torch.Tensor], config: dict[str, Any],
-                 card: Callable[[dict[str, Any]], str]) -> Path:
-    """Write weights, config.json (with the weights' sha256) and the card; replace an older bundle atomically."""
+                 card: Callable[[dict[str, Any]], str], encoder_files: Mapping[str, Path] | None = None) -> Path:
+    """Write weights, config.json (with the weights' sha256) and the card; replace an older bundle atomically.
+
+    `encoder_files`: name → source file, copied into `encoder/` and hashed into config["encoder"]["files"]."""
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not (out / CONFIG).is_file() and any(out.iterdir()):
         raise BundleError(f"out={out} exists and is not a model bundle; choose an empty or new folder")
@@ -45,6 +50,12 @@ def write_bundle(out_dir: str | Path, state: Mapping[str, torch.Tensor], config:
     try:
         tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         save_file(tensors, str(tmp / WEIGHTS), {"format": FORMAT})
+        if encoder_files:
+            (tmp / ENCODER_DIR).mkdir()
+            for name, source in encoder_files.items():
+                shutil.copyfile(source, tmp / ENCODER_DIR / name)
+            config = {**config, "encoder": {**config["encoder"], "files": {
+                name: sha256_file(tmp / ENCODER_DIR / name) for name in sorted(encoder_files)}}}
         config = {"format": FORMAT, "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS),
                                                 "bytes": (tmp / WEIGHTS).stat().st_size, "tensors": len(tensors)},
                   **config}
@@ -94,4 +105,27 @@ def read_config(bundle_dir: str | Path, verify_weights: bool = True) -> tuple[Pa
         if actual != expected:
             raise BundleError(f"{weights}: sha256 {actual} differs from config.json's {expected}: the weights "
                               "changed after export; export the bundle again from its run")
+        if config.get("encoder") is not None:
+            verify_encoder_files(folder, config)
     return folder, config
+
+
+def verify_encoder_files(folder: Path, config: dict[str, Any]) -> None:
+    """The fine-tuned encoder's files are exactly those listed in config.json, each with its sha256."""
+    encoder = config["encoder"]
+    files = encoder.get("files") if isinstance(encoder, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{folder / CONFIG}: field 'encoder' must list its files with their sha256")
+    present = {p.name for p in (folder / ENCODER_DIR).iterdir()} if (folder / ENCODER_DIR).is_dir() else set()
+    unlisted = sorted(present - set(files))
+    if unlisted:
+        raise BundleError(f"bundle {folder}: {ENCODER_DIR}/ holds files config.json does not list ({unlisted}); "
+                          "export the bundle again from its run")
+    for name, expected in files.items():
+        path = folder / ENCODER_DIR / name
+        if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+            raise BundleError(f"bundle {folder}: encoder file {name!r} is missing; export the bundle again")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(f"{path}: sha256 {actual} differs from config.json's {expected}: the encoder's files "
+                              "changed after export; export the bundle again from its run")

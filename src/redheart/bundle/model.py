@@ -11,6 +11,10 @@ temperature T; intensity and regret in [0, 1]; Bentham and SURD scores by name; 
 signal: the Kalman fusion's posterior variance of the emotion state (mean over classes) and the
 disagreement of the four emotion modules it fuses (mean total-variation distance of each module's
 probabilities from their average: 0 when they agree, up to 1).
+
+A bundle with a fine-tuned encoder (config "encoder") needs no embedding model: the net is built on the
+bundle's own `encoder/` config files (weights from weights.safetensors), and texts are tokenized by the
+bundle's tokenizer with the training's max_length, each batch padded to its longest text.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from redheart.bundle.errors import BundleError
-from redheart.bundle.format import WEIGHTS, read_config
+from redheart.bundle.format import ENCODER_DIR, WEIGHTS, read_config
 from redheart.data.embeddings import PACKAGED_MODEL, build_encoder
+from redheart.data.tokens import Tokenizer, pad_collate
 from redheart.data.validation import TextCleaning
 from redheart.model.net import EMOTION_SOURCES, RedHeartNet
 from redheart.schema import TaskSchema
@@ -62,8 +67,10 @@ class Outputs:
 class RedHeartModel:
     """A loaded bundle: `predict(texts)` for named results, `outputs(texts)` for arrays."""
 
-    def __init__(self, folder: Path, config: dict[str, Any], net: RedHeartNet, encoder: Any, device: torch.device):
+    def __init__(self, folder: Path, config: dict[str, Any], net: RedHeartNet, encoder: Any, device: torch.device,
+                 tokenizer: Tokenizer | None = None):
         self.folder, self.config, self.net, self.encoder, self.device = folder, config, net, encoder, device
+        self.tokenizer = tokenizer  # set for a fine-tuned encoder (then `encoder`, the embedding model, is None)
         self.schema = TaskSchema.from_config(**config["schema"])
         self.temperature = float((config.get("calibration") or {}).get("temperature") or 1.0)
         self.cleaning = TextCleaning.from_config(config.get("text_cleaning"))
@@ -78,10 +85,23 @@ class RedHeartModel:
         vectors = np.asarray(self.encoder.encode(cleaned), dtype=np.float32)
         return torch.from_numpy(vectors)
 
-    @torch.no_grad()
+    def token_batches(self, texts: Sequence[str], size: int) -> tuple[list[dict[str, torch.Tensor]], np.ndarray]:
+        """Padded token batches of `texts` sorted by length (less padding), and each text's row in that order."""
+        ids = self.tokenizer.encode([self.cleaning.clean(t) for t in texts])
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        collate = pad_collate(self.tokenizer.pad_id)
+        batches = [collate([{"input_ids": torch.tensor(ids[j], dtype=torch.long)} for j in order[i:i + size]])
+                   for i in range(0, len(ids), size)]
+        return batches, np.argsort(order, kind="stable")
+
     def forward_embeddings(self, embeddings: torch.Tensor) -> Outputs:
         """The network on precomputed embeddings (one batch): what `outputs` runs after embedding."""
-        out = self.net(embeddings.to(self.device))
+        return self.forward_inputs({"embedding": embeddings})
+
+    @torch.no_grad()
+    def forward_inputs(self, inputs: dict[str, torch.Tensor]) -> Outputs:
+        """The network on one batch of its inputs (embeddings, or token ids and attention mask)."""
+        out = self.net(**{k: v.to(self.device) for k, v in inputs.items()})
         final = out["final"]
         logits = final["emotion"].float()
         probs = (logits.double() / self.temperature).softmax(-1).float()
@@ -110,6 +130,10 @@ class RedHeartModel:
             yield self._chunk(chunk, size)
 
     def _chunk(self, texts: list[str], size: int) -> Outputs:
+        if self.tokenizer is not None:
+            batches, rows = self.token_batches(texts, size)
+            merged = Outputs.concat([self.forward_inputs(b) for b in batches])
+            return Outputs(*(getattr(merged, f)[rows] for f in Outputs.__dataclass_fields__))
         embeddings = self.embed(texts)
         return Outputs.concat([self.forward_embeddings(embeddings[i:i + size]) for i in range(0, len(texts), size)])
 
@@ -179,11 +203,23 @@ def load_model(path: str | Path, device: str | None = None, embedding_model: str
     """A verified bundle, ready to predict. `device`: cpu/cuda (default cuda when available);
     `embedding_model`: the embedding model's folder when it is installed elsewhere (fingerprint still checked)."""
     folder, config = read_config(path)
-    encoder = build_bundle_encoder(folder, config["embedding"], embedding_model, device)
     arguments = {k: v for k, v in config["net"].items() if k != "_target_"}
+    tokenizer = encoder = None
+    if config.get("encoder") is not None:  # fine-tuned: the bundle's own tokenizer and transformer config
+        settings = config["encoder"]
+        local = str((folder / ENCODER_DIR).resolve())
+        arguments["encoder"] = {**(arguments.get("encoder") or {}), "model": local, "pretrained": False}
+        try:
+            tokenizer = Tokenizer(local, int(settings["max_length"]))
+            tokenizer.pad_id  # noqa: B018 - load now, so a broken tokenizer fails here with the bundle named
+        except (KeyError, TypeError, ValueError, OSError) as err:
+            raise BundleError(f"bundle {folder}: cannot load its encoder's tokenizer ({err}); "
+                              "export the bundle again") from None
+    else:
+        encoder = build_bundle_encoder(folder, config["embedding"], embedding_model, device)
     try:
         net = RedHeartNet(**arguments)
-    except TypeError as err:
+    except (TypeError, OSError, ValueError) as err:
         raise BundleError(f"{folder / 'config.json'}: field 'net' does not fit this version's network "
                           f"({err})") from None
     try:
@@ -192,7 +228,7 @@ def load_model(path: str | Path, device: str | None = None, embedding_model: str
         raise BundleError(f"{folder / WEIGHTS}: not a readable safetensors file ({err})") from None
     missing = sorted(set(net.state_dict()) - set(state))
     extra = sorted(set(state) - set(net.state_dict()))
-    if any(k.startswith("encoder.") for k in extra):
+    if net.encoder is None and any(k.startswith("encoder.") for k in extra):
         raise BundleError(f"bundle {folder}: it holds fine-tuned encoder weights (encoder.*), which this version's "
                           "network has no place for; upgrade redheart")
     if missing or extra:
@@ -205,4 +241,4 @@ def load_model(path: str | Path, device: str | None = None, embedding_model: str
         raise BundleError(f"{folder / WEIGHTS}: does not fit the network of config.json ({str(err).splitlines()[0]})"
                           ) from None
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return RedHeartModel(folder, config, net.to(target).eval(), encoder, target)
+    return RedHeartModel(folder, config, net.to(target).eval(), encoder, target, tokenizer)
