@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
-from callbacks.gradient_norms import GradientNormMonitor
+from callbacks.gradient_norms import step_total_norm
 from callbacks.module_groups import target_module
 from callbacks.train_loss import epoch_train_loss
 from redheart.io import atomic_write_json
@@ -62,13 +62,11 @@ class EpochHistory(L.Callback):
         self.records: list[dict[str, Any]] = []
         self.initial_sha256: str | None = None
         self._norms: list[torch.Tensor | float] = []
-        self._monitor: GradientNormMonitor | None = None
         self._epoch_start = time.monotonic()
         self._lr: float | None = None
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._monitor = next((c for c in trainer.callbacks if isinstance(c, GradientNormMonitor)), None)
         if self.hash_initial_weights and self.initial_sha256 is None and trainer.global_step == 0:
             self.initial_sha256 = state_sha256(target_module(pl_module))
 
@@ -80,9 +78,9 @@ class EpochHistory(L.Callback):
 
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        total = self._monitor.last_total if self._monitor is not None else None
-        if total is not None and total[0] == trainer.global_step:  # the monitor ran first at this step
-            self._norms.append(total[1])  # its groups hold every parameter of the net
+        total = step_total_norm(pl_module)  # GradientNormMonitor's norm of this step, when it covers the net
+        if total is not None:
+            self._norms.append(total)
             return
         grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
         if grads:  # kept on the device: one sync per epoch, not per step
