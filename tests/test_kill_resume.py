@@ -69,6 +69,23 @@ def test_a_missing_last_ckpt_resumes_from_the_newest_resume_checkpoint(tmp_path)
     assert resume_checkpoint("last", run) is None  # nothing saved yet: starts again (a warning says so)
 
 
+def test_a_last_ckpt_still_on_the_previous_checkpoint_moves_to_the_newer_whole_one(tmp_path):
+    """Killed after resume-epoch=N was written but before Lightning removed N-1 and relinked: resuming from
+    last.ckpt as it stands would redo epoch N; the relink is finished and the superseded N-1 removed."""
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    older, newer = (checkpoints / f"resume-epoch={n:03d}.ckpt" for n in (2, 3))
+    for path in (older, newer):
+        torch.save({"epoch": 0}, path)
+    os.utime(older, (time.time() - 60, time.time() - 60))
+    last = checkpoints / "last.ckpt"
+    os.symlink(older.name, last)
+    assert resume_checkpoint("last", tmp_path / "run") == str(last)
+    assert os.readlink(last) == newer.name
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt", newer.name]
+    assert resume_checkpoint("last", tmp_path / "run") == str(last) and newer.exists()  # consistent: untouched
+
+
 def test_the_manifest_check_finds_a_changed_a_missing_and_a_temp_file(tmp_path):
     """The harness's checks can fail: a file that no longer hashes to the manifest, one that is gone,
     and a temp name are each reported, while the epoch being redone is only required to exist."""

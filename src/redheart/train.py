@@ -82,22 +82,26 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
         return None
     if ckpt_path == "last":
         last = output_dir / "checkpoints" / "last.ckpt"
-        if last.exists():
-            return str(last)
-        # Lightning saves resume-epoch=N.ckpt, deletes N-1 (last.ckpt now dangles), then removes and relinks
-        # last.ckpt: a kill in between leaves no last.ckpt, and restarting from scratch would lose every
-        # epoch (tests/test_kill_resume.py kills there). Files under a .ckpt name are whole (AtomicCheckpointIO
-        # renames only complete ones), so the newest one is the latest state. The link is finished here, as
-        # Lightning would have: resuming from the file itself would make Lightning keep it forever.
-        saved = [p for p in (output_dir / "checkpoints").glob("*.ckpt") if p.is_file()]
+        # Files under a .ckpt name are whole (AtomicCheckpointIO renames only complete ones), so the newest is
+        # the latest state. After saving resume-epoch=N.ckpt, Lightning (on the writer thread) removes N-1 and
+        # relinks last.ckpt: a kill in between leaves last.ckpt missing, dangling, or still on N-1 while N is
+        # whole (tests/test_kill_resume.py kills there). Either way the link is finished here, as Lightning
+        # would have, and the superseded N-1 removed: resuming from the file itself, or leaving N-1, would make
+        # Lightning keep a stale checkpoint forever.
+        saved = [p for p in (output_dir / "checkpoints").glob("*.ckpt") if p.is_file() and not p.is_symlink()]
         if saved:
-            newest = max(saved, key=lambda p: p.stat().st_mtime_ns)
-            log.warning("ckpt_path=last: %s is missing (killed while Lightning relinked it); linking it to %s",
-                        last, newest.name)
+            newest = max(saved, key=lambda p: (p.stat().st_mtime_ns, p.name))
+            if last.exists() and last.resolve() == newest.resolve():
+                return str(last)
+            stale = last.resolve() if last.is_symlink() and last.exists() else None
+            log.warning("ckpt_path=last: %s is %s (killed while Lightning relinked it); linking it to %s",
+                        last, f"on the older {stale.name}" if stale else "missing", newest.name)
             tmp = last.with_name(f".{last.name}.relink.tmp")
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(newest.name)
             tmp.replace(last)  # atomic, over a dangling link too
+            if stale is not None:
+                stale.unlink(missing_ok=True)
             return str(last)
         if not (output_dir / RUN_INFO).is_file():
             raise ResumeError(f"ckpt_path=last, but there is no run in {output_dir}: pass the run's run_name (its "
