@@ -28,7 +28,6 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from redheart.io import atomic_write_json
-from redheart.sweep.pruning import TRIAL_KEY
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +137,10 @@ class OptunaSweeper(Sweeper):
         return returns
 
     def _job_overrides(self, fixed: list[str], trial: optuna.Trial, storage: str) -> list[str]:
+        # imported here, not at the top: Hydra imports every plugin module at the start of every entry point
+        # (predict.py too), and redheart.sweep.pruning imports Lightning (~10 s) for its callback
+        from redheart.sweep.pruning import TRIAL_KEY
+
         params = [f"{key}={override_value(value)}" for key, value in trial.params.items()]
         handle = f"{TRIAL_KEY}=" + override_value({"storage": storage, "study_name": self.study_name,
                                                    "number": trial.number, "pruner": self._pruner_config()})
