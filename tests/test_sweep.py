@@ -223,7 +223,7 @@ def test_optuna_sweeper_maps_hydra_sweep_syntax_and_writes_overrides_hydra_reads
 
 def test_the_sweeper_plugins_import_without_lightning():
     """Hydra imports every plugin module at the start of every entry point (predict.py too): they must not
-    pull in Lightning (~10 s) before a sweep needs it."""
+    pull in Lightning (~9 s to import alone) before a sweep needs it."""
     import subprocess
     import sys
 
