@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,9 @@ def test_analyze_writes_the_crossover_as_a_bundle_with_the_evaluations_numbers(r
     assert config["provenance"]["selection"]["recipe"] == crossover["recipe"]
     assert config["metrics"]["test"]["accuracy"] == pytest.approx(crossover["test"]["accuracy"])
     assert config["calibration"]["temperature"] == pytest.approx(crossover["val"]["temperature"], rel=1e-6)
+    chosen = evaluation["calibration"]["crossover"]  # the calibrator chosen on val for these weights is carried
+    assert config["calibration"]["method"] == chosen["chosen"] and config["calibration"]["params"] == chosen["params"]
+    assert config["calibration"]["source"] == "evaluation.json" and config["calibration"]["candidate"] == "crossover"
     ours, theirs = load_file(bundle / "weights.safetensors"), load_file(
         run / "analysis_results" / "crossover_final.safetensors")
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k].to(ours[k].dtype)) for k in ours)
@@ -231,3 +235,103 @@ def test_missing_files_a_wrong_fingerprint_and_an_empty_input_exit_2_with_one_li
     (other / "weights.safetensors").unlink()
     assert "weights.safetensors is missing" in one_line_error(entry("evaluate.py", f"bundle={other}",
                                                                     f"data.path={tmp_path / 'x.jsonl'}"))
+
+
+def plant_calibrator(run: Path, analysis: Path, method: str) -> tuple[dict, np.ndarray]:
+    """An analysis folder whose evaluation.json chose `method` on val for the crossover (fitted on the
+    crossover's own val logits); returns the planted parameters and those val logits."""
+    from redheart.crossover.calibrators import fit
+
+    evaluation = json.loads((run / "analysis_results" / "evaluation.json").read_text())
+    val, texts, batch = run_evaluation(run, split="val")  # its labels; the logits come from the crossover below
+    logits = load_model(run / "analysis_results" / "model_bundle", device="cpu").outputs(texts, batch).logits
+    params = json.loads(json.dumps(fit(method, logits.astype(np.float64), val.labels.numpy())))
+    evaluation["calibration"]["crossover"] = {"methods": ["none", "temperature", method], "chosen": method,
+                                              "chosen_by": "planted by the test", "params": params}
+    analysis.mkdir()
+    (analysis / "evaluation.json").write_text(json.dumps(evaluation))
+    return params, logits
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_a_bundle_carries_the_calibrator_chosen_on_val_and_predicts_with_it(run, tmp_path, method):
+    from redheart.bundle.format import calibration_params
+    from redheart.crossover.calibrators import apply_json, softmax
+
+    params, val_logits = plant_calibrator(run, tmp_path / "analysis", method)
+    out = export_bundle(run, "crossover", tmp_path / "b", analysis_dir=tmp_path / "analysis",
+                        bootstrap={"resamples": 50})
+    config = json.loads((out / "config.json").read_text())
+    assert config["calibration"]["method"] == method and config["calibration"]["params"] == params  # round trip
+    assert calibration_params(config, out / "config.json") == params
+    _, texts, batch = run_evaluation(run)
+    model = load_model(out, device="cpu")
+    got = model.outputs(texts, batch_size=batch)
+    carried = apply_json(params, got.logits.astype(np.float64))
+    temperature_only = softmax(got.logits.astype(np.float64) / config["calibration"]["temperature"])
+    np.testing.assert_allclose(got.probabilities, carried, atol=1e-6)
+    assert np.abs(got.probabilities - temperature_only).max() > 1e-2  # not the temperature's probabilities
+    rows = model.predict(texts[:5])
+    for row, probs in zip(rows, carried[:5], strict=True):
+        assert list(row["probabilities"].values()) == pytest.approx(probs.tolist(), abs=2e-6)
+    # the bundle's val numbers are the carried calibrator's: its NLL on val is the planted fit's
+    from redheart.crossover.calibrators import nll
+
+    val_labels = run_evaluation(run, split="val")[0].labels.numpy()
+    assert config["metrics"]["selection"]["nll_scaled"] == pytest.approx(nll(apply_json(params, val_logits),
+                                                                              val_labels), rel=1e-5)
+    assert config["metrics"]["test"]["calibration_method"] == method
+    card = (out / "README.md").read_text()
+    assert {"isotonic": "isotonic regression", "platt": "Platt scaling"}[method] in card and "fitted on val" in card
+    if method == "isotonic":  # evaluate.py reports the carried calibrator's ECE, not the temperature's
+        from redheart.bundle.evaluate import evaluate_bundle
+
+        result = evaluate_bundle(out, {"path": str(REPO_ROOT / "data" / "sample.jsonl"), "on_invalid": "skip"},
+                                 tmp_path / "ev", bootstrap={"resamples": 20})
+        assert result["metrics"]["calibration_method"] == "isotonic"
+        assert "isotonic" in (tmp_path / "ev" / "evaluation_report.md").read_text()
+
+
+def test_a_bundle_without_an_analysis_or_from_before_calibrators_uses_temperature_scaling(run, tmp_path):
+    from redheart.crossover.calibrators import softmax
+
+    (tmp_path / "none").mkdir()
+    out = export_bundle(run, "last", tmp_path / "b", analysis_dir=tmp_path / "none", bootstrap={"resamples": 50})
+    config = json.loads((out / "config.json").read_text())
+    t = config["calibration"]["temperature"]
+    assert config["calibration"]["method"] == "temperature" and config["calibration"]["params"] == {
+        "kind": "temperature", "temperature": t} and "fallback" in config["calibration"]["chosen_by"]
+    _, texts, batch = run_evaluation(run)
+    got = load_model(out, device="cpu").outputs(texts[:20], batch_size=batch)
+    np.testing.assert_allclose(got.probabilities, softmax(got.logits.astype(np.float64) / t), atol=1e-6)
+    config["calibration"] = {"temperature": t, "method": "temperature scaling", "fitted_on": "val"}  # old format
+    (out / "config.json").write_text(json.dumps(config))
+    old = load_model(out, device="cpu").outputs(texts[:20], batch_size=batch)
+    np.testing.assert_allclose(old.probabilities, got.probabilities, atol=1e-7)
+
+
+def test_an_unknown_or_damaged_calibrator_is_a_bundle_error_naming_file_and_field(run, tmp_path):
+    bundle = shutil.copytree(run / "analysis_results" / "model_bundle", tmp_path / "b")
+    config = json.loads((bundle / "config.json").read_text())
+    config["calibration"] = {**config["calibration"], "method": "beta", "params": {"kind": "beta_ovr", "a": [1.0]}}
+    (bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=r"config\.json: field 'calibration\.params\.kind' is 'beta_ovr'"):
+        load_model(bundle)
+    line = one_line_error(entry("predict.py", f"bundle={bundle}", "text=hello"))
+    assert "calibration.params.kind" in line and str(bundle / "config.json") in line
+    classes = len(config["schema"]["class_names"])
+    for params, field in (({"kind": "platt_ovr", "coef": [1.0] * (classes - 1), "intercept": [0.0] * classes},
+                           "calibration.params.coef"),
+                          ({"kind": "isotonic_ovr", "x": [[0.5, 0.2]] * classes, "y": [[0.1, 0.2]] * classes},
+                           "calibration.params.x[0]"),
+                          ({"kind": "temperature", "temperature": -1}, "calibration.params.temperature")):
+        method = {"platt_ovr": "platt", "isotonic_ovr": "isotonic", "temperature": "temperature"}[params["kind"]]
+        config["calibration"] = {**config["calibration"], "method": method, "params": params}
+        (bundle / "config.json").write_text(json.dumps(config))
+        with pytest.raises(BundleError, match=re.escape(field)):
+            load_model(bundle)
+    config["calibration"] = {**config["calibration"], "method": "isotonic",
+                             "params": {"kind": "temperature", "temperature": 1.0}}
+    (bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="calibration.method"):
+        load_model(bundle)

@@ -219,3 +219,15 @@ def test_optuna_sweeper_maps_hydra_sweep_syntax_and_writes_overrides_hydra_reads
               "flag": True, "none": None, "list": [1, "x"]}
     parsed = parser.parse_override(f"optuna_trial={override_value(handle)}").value()
     assert parsed == handle
+
+
+def test_the_sweeper_plugins_import_without_lightning():
+    """Hydra imports every plugin module at the start of every entry point (predict.py too): they must not
+    pull in Lightning (~9 s to import alone) before a sweep needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hydra_plugins.redheart_lr_sweeper.optuna_sweeper, "
+            "hydra_plugins.redheart_lr_sweeper.hierarchical_lr_sweeper; print('lightning' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr[-2000:]

@@ -24,6 +24,27 @@ def _encoder_line(encoder: dict[str, Any] | None, embedding: dict[str, Any]) -> 
             "refuses\n  any other installed model")
 
 
+METHOD_NAMES = {"temperature": "temperature scaling", "vector": "vector scaling",
+                "platt": "Platt scaling (one-vs-rest)",
+                "isotonic": "isotonic regression (one-vs-rest)", "none": "none (plain softmax)"}
+
+
+def _calibration_line(calibration: dict[str, Any]) -> str:
+    method = calibration.get("method")
+    temperature = calibration.get("temperature") or 1.0
+    if calibration.get("params") is None:  # a bundle from before calibrators
+        return f"Calibration: temperature scaling (T = {temperature:.4f}), fitted on val"
+    name = METHOD_NAMES.get(method, str(method))
+    if calibration.get("source") == "evaluation.json":
+        return (f"Calibration: {name}, fitted on val ({calibration.get('records')} records) and chosen there "
+                f"({calibration.get('chosen_by')}) for these weights;\n  predict's probabilities come from it. "
+                f"The label is the network's own argmax (what the metrics below score); temperature on the same "
+                f"val: T = {temperature:.4f}")
+    return (f"Calibration: {name} (T = {temperature:.4f}), fitted on val ({calibration.get('records')} records); no "
+            "analysis chose a calibrator\n  for these weights (analyze.py compares temperature, vector, Platt and "
+            "isotonic on val)")
+
+
 def model_card(config: dict[str, Any]) -> str:
     prov, metrics = config.get("provenance") or {}, config.get("metrics") or {}
     selection, data = prov.get("selection") or {}, prov.get("data") or {}
@@ -60,7 +81,7 @@ calibrated probabilities, intensity, regret, Bentham hedonic-calculus scores and
 - Classes: {', '.join(schema['class_names'])}
 - Bentham: {', '.join(schema['bentham_names'])}; SURD: {', '.join(schema['surd_names'])}
 - {_encoder_line(config.get('encoder'), embedding)}
-- Calibration: temperature {config.get('calibration', {}).get('temperature', 1.0):.4f}, fitted on val
+- {_calibration_line(config.get('calibration') or {})}
 
 ## Data
 

@@ -4,7 +4,8 @@ Every valid labelled record is a test record: the data pipeline's reading, valid
 removal run (and are reported) exactly as for training, but nothing is split off, since none of these
 records trained the bundle (unless they did: the report names the training data's sha256 beside this
 file's). Metrics are the crossover evaluation's own definitions (redheart.crossover: torchmetrics task
-metrics, ECE/Brier before and after the bundle's temperature, percentile bootstrap CIs), plus sklearn's
+metrics, ECE/Brier/NLL before and after the bundle's calibrator (the method chosen on val that the bundle
+carries, or its temperature), percentile bootstrap CIs), plus sklearn's
 per-class report and a confusion matrix. Optionally the training run's logistic-regression baseline
 (fitted on that run's train split, C chosen on its val split) is scored on the same records.
 """
@@ -153,6 +154,7 @@ def evaluate_bundle(bundle: str | Path, data: dict[str, Any], out_dir: str | Pat
     from sklearn.metrics import classification_report, confusion_matrix
 
     from redheart.bundle.report import evaluation_report
+    from redheart.crossover.calibrators import scaled_scores
     from redheart.crossover.evaluate import summarize
     from redheart.crossover.run import metric_cis
 
@@ -165,6 +167,8 @@ def evaluate_bundle(bundle: str | Path, data: dict[str, Any], out_dir: str | Pat
     predictions, embeddings = run_network(model, records, size)
     boot = {"resamples": 1000, "confidence": 0.95, "seed": 0, **(bootstrap or {})}
     summary = summarize(predictions, model.temperature, bins)
+    # ECE/Brier/NLL after the bundle's own calibrator (what predict's probabilities are), not the temperature's
+    summary |= scaled_scores(model.calibrator, predictions.logits, predictions.labels, bins, model.calibration_method)
     summary.pop("loss")  # the bundle carries no training loss settings; the tasks' own metrics are below
     labels, predicted = predictions.labels.numpy(), predictions.predicted.numpy()
     classes = list(range(len(model.class_names)))

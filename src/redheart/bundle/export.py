@@ -6,6 +6,10 @@ the crossover).
 The chosen weights are assembled from the run's verified modular checkpoints, then predicted once on val
 (the calibration temperature is fitted there) and once on test (reported with bootstrap CIs), exactly as
 the crossover evaluation does, so the bundle's numbers are the evaluation's numbers.
+
+Calibration: when the run's evaluation.json calibrated these very weights (best single, the recommended
+model and the crossover), the bundle carries the calibrator chosen there on val (`chosen_calibrator`), as
+JSON numbers (bundle/format.py `calibration_entry`); otherwise temperature scaling fitted on val.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from omegaconf import OmegaConf
 
 from redheart.bundle.card import model_card
 from redheart.bundle.errors import BundleError
-from redheart.bundle.format import write_bundle
+from redheart.bundle.format import calibration_entry, write_bundle
 from redheart.crossover.assemble import expected_tensors, plan_assembly, provenance
 from redheart.crossover.checkpoints import RunCheckpoints
 from redheart.crossover.choices import resolve_weights
@@ -44,6 +48,26 @@ BOOTSTRAP = {"resamples": 1000, "confidence": 0.95, "seed": 0}
 def _evaluation(analysis_dir: Path) -> dict[str, Any] | None:
     path = analysis_dir / "evaluation.json"
     return read_json(path, BundleError) if path.is_file() else None
+
+
+def carried_calibrator(evaluation: dict[str, Any] | None, name: str, recipe: dict[str, tuple[int, ...]],
+                       weights: str) -> dict[str, Any] | None:
+    """The calibrator evaluation.json chose on val for exactly these weights (same candidate, recipe and
+    weights), else None (the bundle then carries temperature scaling)."""
+    from redheart.crossover.calibrators import chosen_calibrator
+
+    if evaluation is None:
+        return None
+    chosen = chosen_calibrator(evaluation, name)
+    found = next((c for c in evaluation.get("candidates", []) if c.get("name") == name), None)
+    if chosen is None or found is None:
+        return None
+    same = {g: list(e) for g, e in recipe.items()} == {g: list(e) for g, e in (found.get("recipe") or {}).items()}
+    if not same or found.get("weights", evaluation.get("weights")) != weights:
+        log.warning("evaluation.json calibrated %s with other weights than this bundle's; carrying temperature "
+                    "scaling fitted on val instead", name)
+        return None
+    return chosen
 
 
 def choose_recipe(select: Any, checkpoints: RunCheckpoints, analysis_dir: Path, weights: str,
@@ -89,6 +113,7 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
                   analysis_dir: str | Path | None = None, weights: str = "auto", device: str = "cpu",
                   bootstrap: dict[str, Any] | None = None, bins: int = 15) -> Path:
     """Assemble the selected weights, measure them on the run's val and test split, write the bundle."""
+    from redheart.crossover.calibrators import scaled_scores
     from redheart.crossover.evaluate import Evaluator, summarize
     from redheart.crossover.run import metric_cis
     from redheart.crossover.temperature import fit_temperature
@@ -125,7 +150,13 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
     test = evaluator().predict(plan, "test")
     datamodule = built["datamodule"]
     boot = {**BOOTSTRAP, **(bootstrap or {})}
-    test_summary = summarize(test, temperature, bins) | {"ci": metric_cis(test, boot)}
+    calibration = calibration_entry(temperature, len(val.labels), carried_calibrator(
+        _evaluation(analysis_dir), name, recipe, weights))
+    # ECE/Brier/NLL after the calibrator the bundle carries (what predict's probabilities are)
+    val_summary = summarize(val, temperature, bins) | scaled_scores(calibration["params"], val.logits, val.labels,
+                                                                    bins, calibration["method"])
+    test_summary = summarize(test, temperature, bins) | scaled_scores(
+        calibration["params"], test.logits, test.labels, bins, calibration["method"]) | {"ci": metric_cis(test, boot)}
     run_record = read_json(run_dir / RUN_INFO, BundleError)
     report = datamodule.prepared.report
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
@@ -138,8 +169,7 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
         "embedding": embedding_settings(data_cfg.get("embedding") or {}, datamodule.encoder.model_id, input_dim),
         "encoder": encoder,  # None on the frozen path; else the fine-tuned encoder (weights in encoder.*)
         "text_cleaning": {k: v for k, v in (data_cfg.get("clean") or {}).items() if k != "placeholders"},
-        "calibration": {"temperature": temperature, "method": "temperature scaling", "fitted_on": "val",
-                        "records": len(val.labels)},
+        "calibration": calibration,
         "provenance": {
             "selection": {"select": str(select), "name": name, "weights": weights,
                           "recipe": {g: list(e) for g, e in recipe.items()}, **details},
@@ -151,7 +181,7 @@ def export_bundle(ckpt_dir: str | Path, select: Any, out: str | Path | None = No
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "redheart": _version("redheart"), "torch": run_record.get("torch"),
         },
-        "metrics": {"selection": {"split": "val", **summarize(val, temperature, bins)}, "test": test_summary},
+        "metrics": {"selection": {"split": "val", **val_summary}, "test": test_summary},
     }
     out = Path(out) if out else analysis_dir / "model_bundle"
     written = write_bundle(out, evaluator().net.state_dict(), config, model_card, encoder_files)

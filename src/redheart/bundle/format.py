@@ -3,11 +3,20 @@
     weights.safetensors  the network's full state dict (raw tensors: loading runs no code); a fine-tuned
                          encoder's weights live here too, under their own `encoder.` prefix
     config.json          format, the weights' sha256, network arguments, class/Bentham/SURD names, the
-                         embedding model id and fingerprint, text cleaning, calibration temperature,
+                         embedding model id and fingerprint, text cleaning, the calibrator (below),
                          provenance summary, selection (val) and test metrics with CIs
     README.md            the model card
     encoder/             only for a fine-tuned encoder: its tokenizer and Hugging Face config files (plain
                          JSON/text, each with its sha256 in config.json), so the bundle needs no download
+
+`calibration` in config.json: the calibrator the probabilities come from, as plain numbers (nothing is
+unpickled or run): {"method": temperature|vector|platt|isotonic|none, "params": {"kind": ..., ...},
+"chosen_by", "fitted_on": "val", "records", "temperature"}. `params` are what
+redheart.crossover.calibrators.fit returned and `apply_json(params, logits)` applies; the method is the
+one the run's evaluation chose on val for these very weights (evaluation.json). A bundle exported without
+such a choice (no analysis, or weights the evaluation did not calibrate) carries temperature scaling fitted
+on val, and a bundle from before calibrators ({"temperature": T} alone) is read as temperature scaling.
+`calibration_entry` writes the field and `calibration_params` reads and checks it; nothing else does.
 
 Reading verifies before it builds anything: the format, every `_target_` against the allowlist (only the
 network class), and the weights' sha256. The folder is written beside its destination and renamed into
@@ -16,6 +25,7 @@ place, so a bundle is either complete or absent.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -27,6 +37,7 @@ import torch
 from safetensors.torch import save_file
 
 from redheart.bundle.errors import BundleError
+from redheart.crossover.calibrators import KINDS
 from redheart.io import atomic_write_json, atomic_write_text, nulls_for_non_finite, read_json, sha256_file
 from redheart.safe_targets import NET, check_targets
 
@@ -97,6 +108,7 @@ def read_config(bundle_dir: str | Path, verify_weights: bool = True) -> tuple[Pa
     for field in ("schema", "embedding", "weights"):
         if not isinstance(config.get(field), dict):
             raise BundleError(f"{path}: field {field!r} is missing or not an object")
+    calibration_params(config, path)
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise BundleError(f"bundle {folder}: {WEIGHTS} is missing; export the bundle again")
@@ -129,3 +141,88 @@ def verify_encoder_files(folder: Path, config: dict[str, Any]) -> None:
         if actual != expected:
             raise BundleError(f"{path}: sha256 {actual} differs from config.json's {expected}: the encoder's files "
                               "changed after export; export the bundle again from its run")
+
+
+def calibration_entry(temperature: float, records: int, chosen: Mapping[str, Any] | None) -> dict[str, Any]:
+    """config.json's `calibration`: the calibrator chosen on val (`chosen_calibrator`'s answer), or
+    temperature scaling when nothing was chosen for these weights. `temperature` (fitted on the same val
+    records) is kept in either case: it is what the card and older readers show beside the method."""
+    common = {"fitted_on": "val", "records": int(records), "temperature": float(temperature)}
+    if chosen is None:
+        return {"method": "temperature", "params": {"kind": "temperature", "temperature": float(temperature)},
+                "chosen_by": "fallback: no evaluation calibrated these weights (run analyze.py to choose on val)",
+                **common}
+    return {"method": chosen["method"], "params": dict(chosen["params"]), "chosen_by": chosen.get("chosen_by"),
+            "candidate": chosen.get("candidate"), "source": "evaluation.json", **common}
+
+
+def _numbers(value: Any, where: str, field: str, length: int | None = None) -> list[float]:
+    """`value` as a list of finite numbers (of `length` when given), else a BundleError naming the field."""
+    ok = isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                                         for v in value)
+    if not ok or (length is not None and len(value) != length):
+        size = f"{length} " if length is not None else ""
+        raise BundleError(f"{where}: field {field!r} must be a list of {size}finite numbers; export the bundle "
+                          "again from its run")
+    return [float(v) for v in value]
+
+
+def _positive(value: Any, where: str, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise BundleError(f"{where}: field {field!r} is {value!r}, expected a positive number; export the bundle "
+                          "again from its run")
+    return float(value)
+
+
+def calibration_params(config: Mapping[str, Any], where: str | Path) -> dict[str, Any]:
+    """The checked calibrator parameters of a bundle's config (what `apply_json` takes).
+
+    Every shape is checked against the bundle's classes, so a damaged or hand-edited calibrator fails at
+    load with its file and field named, never as a numpy error inside predict."""
+    where = str(where)
+    calibration = config.get("calibration")
+    if calibration is None:
+        return {"kind": "temperature", "temperature": 1.0}
+    if not isinstance(calibration, dict):
+        raise BundleError(f"{where}: field 'calibration' must be an object")
+    params = calibration.get("params")
+    if params is None:  # a bundle from before calibrators: temperature scaling, T = 1 when absent
+        temperature = calibration.get("temperature")
+        t = 1.0 if temperature is None else _positive(temperature, where, "calibration.temperature")
+        return {"kind": "temperature", "temperature": t}
+    if not isinstance(params, dict):
+        raise BundleError(f"{where}: field 'calibration.params' must be an object")
+    kind, method = params.get("kind"), calibration.get("method")
+    if kind not in KINDS.values():
+        raise BundleError(f"{where}: field 'calibration.params.kind' is {kind!r}, not a calibrator this version "
+                          f"knows ({', '.join(KINDS.values())}); export the bundle again or upgrade redheart")
+    if KINDS.get(method) != kind:
+        raise BundleError(f"{where}: field 'calibration.method' is {method!r}, which does not fit its parameters' "
+                          f"kind {kind!r} (expected method {next(m for m, k in KINDS.items() if k == kind)!r})")
+    classes = len((config.get("schema") or {}).get("class_names") or [])
+    field = "calibration.params"
+    if kind == "temperature":
+        return {"kind": kind, "temperature": _positive(params.get("temperature"), where, f"{field}.temperature")}
+    if kind == "vector":
+        return {"kind": kind, "scale": _numbers(params.get("scale"), where, f"{field}.scale", classes),
+                "bias": _numbers(params.get("bias"), where, f"{field}.bias", classes)}
+    if kind == "platt_ovr":
+        return {"kind": kind, "coef": _numbers(params.get("coef"), where, f"{field}.coef", classes),
+                "intercept": _numbers(params.get("intercept"), where, f"{field}.intercept", classes)}
+    if kind == "isotonic_ovr":
+        xs, ys = params.get("x"), params.get("y")
+        for name, value in (("x", xs), ("y", ys)):
+            if not isinstance(value, list) or len(value) != classes:
+                raise BundleError(f"{where}: field '{field}.{name}' must hold one list per class ({classes}); "
+                                  "export the bundle again from its run")
+        checked_x, checked_y = [], []
+        for c, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            x = _numbers(x, where, f"{field}.x[{c}]")
+            y = _numbers(y, where, f"{field}.y[{c}]", len(x))
+            if not x or any(b < a for a, b in zip(x, x[1:], strict=False)) or any(not 0 <= v <= 1 for v in y):
+                raise BundleError(f"{where}: field '{field}.x[{c}]'/'y[{c}]' must be a non-empty increasing "
+                                  "step function with values in [0, 1]; export the bundle again from its run")
+            checked_x.append(x)
+            checked_y.append(y)
+        return {"kind": kind, "x": checked_x, "y": checked_y}
+    return {"kind": kind}

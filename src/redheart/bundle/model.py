@@ -6,8 +6,10 @@ was (the bundle's `text_cleaning`), embedded by the bundle's embedding model (re
 one's fingerprint differs: the network would read vectors it never saw), and run through the network in
 batches.
 
-Outputs per text: the emotion label and probabilities softmax(logits / T) with the bundle's calibration
-temperature T; intensity and regret in [0, 1]; Bentham and SURD scores by name; and an uncertainty
+Outputs per text: the emotion label and probabilities from the bundle's calibrator (config.json
+`calibration`: the method the run's evaluation chose on val, applied by
+redheart.crossover.calibrators.apply_json; temperature scaling softmax(logits / T) for bundles without
+one); intensity and regret in [0, 1]; Bentham and SURD scores by name; and an uncertainty
 signal: the Kalman fusion's posterior variance of the emotion state (mean over classes) and the
 disagreement of the four emotion modules it fuses (mean total-variation distance of each module's
 probabilities from their average: 0 when they agree, up to 1).
@@ -31,7 +33,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from redheart.bundle.errors import BundleError
-from redheart.bundle.format import ENCODER_DIR, WEIGHTS, read_config
+from redheart.bundle.format import CONFIG, ENCODER_DIR, WEIGHTS, calibration_params, read_config
+from redheart.crossover.calibrators import apply_json
 from redheart.data.embeddings import PACKAGED_MODEL, build_encoder
 from redheart.data.tokens import Tokenizer, pad_collate
 from redheart.data.validation import TextCleaning
@@ -47,8 +50,8 @@ ENCODE_CHUNK = 16  # batches embedded per encoder call
 class Outputs:
     """The network's outputs for a batch of texts, as arrays (row i = text i)."""
 
-    logits: np.ndarray         # (N, C) final emotion logits, before temperature
-    probabilities: np.ndarray  # (N, C) softmax(logits / T)
+    logits: np.ndarray         # (N, C) final emotion logits, before calibration
+    probabilities: np.ndarray  # (N, C) the bundle's calibrator applied to the logits
     intensity: np.ndarray      # (N,) in [0, 1]
     regret: np.ndarray         # (N,)
     bentham: np.ndarray        # (N, B)
@@ -72,9 +75,15 @@ class RedHeartModel:
         self.folder, self.config, self.net, self.encoder, self.device = folder, config, net, encoder, device
         self.tokenizer = tokenizer  # set for a fine-tuned encoder (then `encoder`, the embedding model, is None)
         self.schema = TaskSchema.from_config(**config["schema"])
-        self.temperature = float((config.get("calibration") or {}).get("temperature") or 1.0)
+        self.calibrator = calibration_params(config, folder / CONFIG)  # checked: apply_json's parameters
+        self.calibration_method = (config.get("calibration") or {}).get("method") or "temperature"
+        self.temperature = float((config.get("calibration") or {}).get("temperature") or 1.0)  # shown beside it
         self.cleaning = TextCleaning.from_config(config.get("text_cleaning"))
         self.batch_size = int(config["embedding"].get("batch_size") or DEFAULT_BATCH)
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (float32) of raw emotion logits, with the bundle's calibrator."""
+        return apply_json(self.calibrator, logits).astype(np.float32)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -104,7 +113,7 @@ class RedHeartModel:
         out = self.net(**{k: v.to(self.device) for k, v in inputs.items()})
         final = out["final"]
         logits = final["emotion"].float()
-        probs = (logits.double() / self.temperature).softmax(-1).float()
+        probs = torch.from_numpy(self.calibrate(logits.cpu().numpy()))
         sources = torch.stack([out["modules"][name]["emotion"].float().softmax(-1) for name in EMOTION_SOURCES], 1)
         disagreement = 0.5 * (sources - sources.mean(1, keepdim=True)).abs().sum(-1).mean(1)
         return Outputs(*(t.cpu().numpy() for t in (

@@ -13,6 +13,11 @@ def _ci(m: dict[str, Any]) -> str:
     return f"{_pct(m['value'])} [{_pct(m['ci_low'])}, {_pct(m['ci_high'])}]"
 
 
+def _method(metrics: dict[str, Any]) -> str:
+    method = metrics.get("calibration_method") or "temperature"
+    return f"T = {metrics['temperature']:.3f}" if method in ("temperature", "temperature scaling") else method
+
+
 def evaluation_report(result: dict[str, Any]) -> str:
     data, metrics = result["data"], result["metrics"]
     counts, ci = data["counts"], metrics["ci"]
@@ -32,7 +37,7 @@ def evaluation_report(result: dict[str, Any]) -> str:
     lines += ["", "## Emotion", "",
               "| metric | value (95% bootstrap CI) |", "|---|---|",
               f"| accuracy | {_ci(ci['accuracy'])} |", f"| macro-F1 | {_ci(ci['macro_f1'])} |",
-              f"| ECE (raw → calibrated, T = {metrics['temperature']:.3f}) | {metrics['ece']:.4f} → "
+              f"| ECE (raw → calibrated, {_method(metrics)}) | {metrics['ece']:.4f} → "
               f"{metrics['ece_scaled']:.4f} |",
               f"| Brier (raw → calibrated) | {metrics['brier']:.4f} → {metrics['brier_scaled']:.4f} |", "",
               "![confusion matrix](confusion_matrix.png)", "",

@@ -22,16 +22,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
-from scipy.special import log_softmax, softmax
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-
-from redheart.crossover.temperature import brier, ece, fit_temperature
 
 METHODS = ("none", "temperature", "vector", "platt", "isotonic")
+# method → the `kind` its fitted parameters carry: what `apply_json` reads and a model bundle stores
+KINDS = {"none": "none", "temperature": "temperature", "vector": "vector", "platt": "platt_ovr",
+         "isotonic": "isotonic_ovr"}
 FLOOR = 1e-6
+
+
+def softmax(z: np.ndarray, axis: int = 1) -> np.ndarray:
+    """scipy.special.softmax's definition in numpy alone: applying a calibrator (what a loaded bundle runs)
+    imports neither scipy nor scikit-learn."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def _normalise(scores: np.ndarray) -> np.ndarray:
@@ -42,9 +45,17 @@ def _normalise(scores: np.ndarray) -> np.ndarray:
 def fit(method: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """The JSON-serialisable parameters of `method` fitted on (logits, labels)."""
     k = logits.shape[1]
+    # fitting needs scipy.optimize and scikit-learn; applying (`apply_json`, what a loaded bundle runs) does not
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
     if method == "none":
         return {"kind": "none"}
     if method == "temperature":
+        from redheart.crossover.temperature import fit_temperature
+
         t = fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
         return {"kind": "temperature", "temperature": t}
     if method == "vector":
@@ -110,12 +121,25 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def scores(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, float]:
+    from redheart.crossover.temperature import brier, ece
+
     p, y = torch.from_numpy(probs).float(), torch.from_numpy(labels).long()
     return {"nll": nll(probs, labels), "ece": ece(p, y, bins), "brier": brier(p, y)}
 
 
+def scaled_scores(params: Mapping[str, Any], logits: torch.Tensor, labels: torch.Tensor, bins: int = 15,
+                  method: str | None = None) -> dict[str, Any]:
+    """`summarize`'s after-calibration fields (ece_scaled, brier_scaled, nll_scaled) with the calibrator
+    `params` instead of a temperature: what a model bundle reports for the probabilities it gives."""
+    after = scores(apply_json(params, logits.double().numpy()), labels.numpy().astype(int), bins)
+    return {"calibration_method": method or params["kind"], "ece_scaled": after["ece"],
+            "brier_scaled": after["brier"], "nll_scaled": after["nll"]}
+
+
 def cross_validated_nll(method: str, logits: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> float:
     """Mean held-out NLL over stratified folds of val (fewer folds when a class has fewer records)."""
+    from sklearn.model_selection import StratifiedKFold
+
     _, counts = np.unique(labels, return_counts=True)
     n_splits = int(min(folds, counts.min())) if counts.min() >= 2 else 0
     if n_splits < 2:
@@ -143,15 +167,21 @@ def calibrate_and_compare(val_logits: torch.Tensor, val_labels: torch.Tensor, te
             "val_cv_nll": cv, "test": test, "params": fitted[chosen]}
 
 
-def chosen_calibrator(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The calibrator chosen on val for the recommended model (JSON-serialisable), for a model bundle.
+def chosen_calibrator(evaluation: Mapping[str, Any], candidate: str | None = None) -> dict[str, Any] | None:
+    """The calibrator chosen on val for one model of the evaluation (JSON-serialisable), for a model bundle.
 
-    Returns {"candidate", "method", "params"} (`apply_json(params, logits)` applies it) or None when the
-    evaluation calibrated nothing."""
+    `candidate`: the candidate whose weights the bundle carries (a calibrator fitted on other weights' logits
+    would miscalibrate them, so there is no fallback to another candidate's); default the recommended model,
+    else best single. Returns {"candidate", "method", "chosen_by", "params"} (`apply_json(params, logits)`
+    applies it) or None when the evaluation calibrated no such model."""
     calibration = evaluation.get("calibration") or {}
-    name = (evaluation.get("recommendation") or {}).get("recommended", "best_single")
-    entry = calibration.get(name) or calibration.get("best_single")
+    if candidate is None:
+        name = (evaluation.get("recommendation") or {}).get("recommended", "best_single")
+        name = name if name in calibration else "best_single"
+    else:
+        name = candidate
+    entry = calibration.get(name)
     if not entry:
         return None
-    return {"candidate": name if name in calibration else "best_single", "method": entry["chosen"],
+    return {"candidate": name, "method": entry["chosen"], "chosen_by": entry.get("chosen_by"),
             "params": entry["params"]}

@@ -267,8 +267,12 @@ def evaluate_candidates(checkpoints: RunCheckpoints, cfg: DictConfig, input_dim:
         results.append(row)
     tasks = per_task(results, named_tests, boot)
     calibration = {}
-    for name in dict.fromkeys(("best_single", recommendation["recommended"])):
-        c = next(c for c in candidates if c.name == name)
+    by_name = {c.name: c for c in reversed(candidates)}  # the first of a name, as export.py reads it
+    # best single, the recommended model and the crossover (the model analyze.py bundles: it carries its own)
+    for name in dict.fromkeys(("best_single", recommendation["recommended"], "crossover")):
+        if name not in by_name:
+            continue
+        c = by_name[name]
         val = scorer.predictions(c.recipe, c.weights)
         calibration[name] = calibrate_and_compare(val.logits, val.labels, test_cache[c.key].logits,
                                                   test_cache[c.key].labels, bins, log.info)
