@@ -25,6 +25,7 @@ place, so a bundle is either complete or absent.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -219,7 +220,7 @@ def calibration_params(config: Mapping[str, Any], where: str | Path) -> dict[str
         for c, (x, y) in enumerate(zip(xs, ys, strict=True)):
             x = _numbers(x, where, f"{field}.x[{c}]")
             y = _numbers(y, where, f"{field}.y[{c}]", len(x))
-            if not x or any(b < a for a, b in zip(x, x[1:], strict=False)) or any(not 0 <= v <= 1 for v in y):
+            if not x or any(b < a for a, b in itertools.pairwise(x)) or any(not 0 <= v <= 1 for v in y):
                 raise BundleError(f"{where}: field '{field}.x[{c}]'/'y[{c}]' must be a non-empty increasing "
                                   "step function with values in [0, 1]; export the bundle again from its run")
             checked_x.append(x)
