@@ -49,12 +49,12 @@ isear: setup isear-present
 	$(PY) -m redheart.demo experiment=isear task_name=isear data.path=$(abspath $(ISEAR)) $(ISEAR_ARGS)
 
 # The same pipeline with all-MiniLM-L6-v2 fine-tuned inside the model (experiment=isear_finetune: small
-# preset, LLRD, 3 epochs; a short sweep of the encoder's LR). docs/results.md holds its figures.
+# preset, LLRD, 4 epochs; a short sweep of the encoder's LR). docs/results.md holds its figures.
 isear-finetune: setup isear-present
 	$(PY) -m redheart.demo experiment=isear_finetune task_name=isear_finetune data.path=$(abspath $(ISEAR)) \
 		sweep=short sweep_param=optim.encoder.lr sweep_range=3e-5,1.2e-4 $(ISEAR_ARGS)
 
-# frozen vs fine-tuned encoder vs plain fine-tuning on ISEAR → bench/results/isear_encoder.json (~40 min, 2 cores)
+# frozen vs fine-tuned encoder vs plain fine-tuning on ISEAR → bench/results/isear_encoder.json (~1.5 h, 2 cores)
 bench-isear-encoder: setup isear-present
 	$(PY) bench/isear_encoder.py --data $(abspath $(ISEAR))
 

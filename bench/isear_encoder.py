@@ -1,16 +1,20 @@
 """ISEAR: frozen vectors vs the fine-tuned encoder inside the project's model vs plain fine-tuning.
 
-    python bench/isear_encoder.py [--quick] [--out DIR] [--reuse]
-        [--variants frozen,finetune,finetune_hi,plain_finetune]
+    python bench/isear_encoder.py [--quick] [--out DIR] [--reuse] [--epochs N (default 4)]
+        [--variants frozen,finetune,frozen_tokens,plain_finetune,plain_finetune_hi (the default),finetune_lo]
 
 Same data pipeline and split as `python train.py experiment=isear` (conf/data/isear.yaml, seed 42).
 Variants (each in its own child process, so its wall time and peak RSS are its own):
 - frozen: the `small` preset on cached all-MiniLM-L6-v2 vectors (today's default), `--frozen-epochs`;
-- finetune: the `small` preset with MiniLM inside (encoder=finetune: LLRD, one-cycle, 3 epochs), two
-  candidates: the config's encoder LR 8e-5 / decay 0.85 (`finetune_default`) and 1.2e-4 / 0.9
-  (`finetune_hi`); `finetune` is the one with the higher val accuracy;
-- plain_finetune: MiniLM, mean pooling, one linear layer; AdamW encoder LR 5e-5, head 1e-3, one-cycle
-  (torch OneCycleLR, 10% warm-up), batch 32, label smoothing 0.1, same split, same 3 epochs.
+- finetune: the `small` preset with MiniLM inside (encoder=finetune: LLRD, one-cycle), the config's
+  encoder LR 1.2e-4 / decay 0.9; with `finetune_lo` (8e-5 / 0.85, opt-in: 25 more minutes) in
+  --variants, `finetune` is whichever of the two has the higher val accuracy;
+- frozen_tokens: the same model with the encoder held frozen for every epoch: what a cache of token
+  states (computed once) would train on. It runs the encoder's forward pass each step; the JSON gives
+  that pass's cost (`encoder_forward_pass_s`) so the cached variant's cost can be read off;
+- plain_finetune: MiniLM, mean pooling, one linear layer; AdamW, head LR 1e-3, one-cycle (torch
+  OneCycleLR, 10% warm-up), batch 32, label smoothing 0.1, same split and epochs; encoder LR chosen
+  on val between 5e-5 (`plain_finetune_default`) and 1e-4 (`plain_finetune_hi`).
 Every variant is scored on val and test after each epoch; the epoch with the best val accuracy is
 kept (chosen on val, never on test). The logistic regression is crossover/baseline.py on the frozen
 vectors. CIs: 95% percentile bootstrap (crossover/bootstrap.py); deltas are paired on the test records.
@@ -41,10 +45,14 @@ import numpy as np  # noqa: E402
 from redheart.io import atomic_write_json  # noqa: E402
 
 ISEAR = (ROOT / ".." / "shared" / "data" / "isear" / "isear.csv").resolve()
-VARIANTS = ("frozen", "finetune", "finetune_hi", "plain_finetune")
-# A second fine-tuning candidate of the project's model: a higher encoder LR, gentler decay.
-# `finetune` in the JSON is then whichever of the two has the higher val accuracy (chosen on val).
-CANDIDATES = {"finetune_hi": ["optim.encoder.lr=1.2e-4", "optim.encoder.layer_decay=0.9"]}
+VARIANTS = ("frozen", "finetune", "finetune_lo", "frozen_tokens", "plain_finetune", "plain_finetune_hi")
+DEFAULT_VARIANTS = tuple(v for v in VARIANTS if v != "finetune_lo")  # finetune_lo lost on val at 3 epochs
+# Second candidates: `finetune` / `plain_finetune` in the JSON are then whichever of the config default
+# and its candidates has the higher val accuracy (chosen on val, never on test).
+CANDIDATES = {"finetune_lo": ["optim.encoder.lr=8e-5", "optim.encoder.layer_decay=0.85"],
+              "frozen_tokens": ["optim.encoder.freeze_epochs=1000"]}
+PLAIN_ENCODER_LR = {"plain_finetune": 5e-5, "plain_finetune_hi": 1e-4}
+CHOICES = {"finetune": ["finetune_lo"], "plain_finetune": ["plain_finetune_hi"]}
 
 
 def compose(args: argparse.Namespace, variant: str):
@@ -85,6 +93,19 @@ def predict(net, loader) -> tuple[np.ndarray, np.ndarray]:
     return torch.cat(preds).numpy(), torch.cat(labels).numpy()
 
 
+def encoder_pass_seconds(encoder, loader) -> float:
+    """Seconds of one no-grad forward pass of the encoder over the training set (eval mode)."""
+    import torch
+
+    encoder.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in loader:
+            encoder(batch["input_ids"], batch["attention_mask"])
+    encoder.train()
+    return round(time.perf_counter() - start, 3)
+
+
 def run_project_model(args: argparse.Namespace, variant: str) -> dict:
     """The project's model (small preset) trained by Lightning; scored on val and test after every epoch."""
     import hydra
@@ -122,7 +143,11 @@ def run_project_model(args: argparse.Namespace, variant: str) -> dict:
                         callbacks=[Score()], limit_val_batches=0, num_sanity_val_steps=0, gradient_clip_val=1.0,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, train_dataloaders=dm.train_dataloader())
-    extra = {"train_records": len(dm.datasets["train"]), "batch_size": dm.batch_size, "epochs": epochs,
+    if variant == "frozen_tokens":  # the pass a token-state cache would make once instead of every epoch
+        extra_cost = {"encoder_forward_pass_s": encoder_pass_seconds(model.net.encoder, dm.train_dataloader())}
+    else:
+        extra_cost = {}
+    extra = {**extra_cost, "train_records": len(dm.datasets["train"]), "batch_size": dm.batch_size, "epochs": epochs,
              "step_s_mean": float(np.mean(steps[1:] or steps)), "step_s_median": float(np.median(steps)),
              "steps": len(steps), "parameters": sum(p.numel() for p in model.net.parameters()),
              "config": {"model": "tiny" if args.quick else "small", "optim": dict(model_arguments(
@@ -137,7 +162,7 @@ def run_project_model(args: argparse.Namespace, variant: str) -> dict:
     return {"history": history, **extra}
 
 
-def run_plain_finetune(args: argparse.Namespace) -> dict:
+def run_plain_finetune(args: argparse.Namespace, variant: str) -> dict:
     """MiniLM + mean pooling + one linear layer, the reference recipe, on the same loaders and split."""
     import hydra
     import lightning as L
@@ -146,7 +171,7 @@ def run_plain_finetune(args: argparse.Namespace) -> dict:
 
     from redheart.model.encoder import SentenceEncoder
 
-    cfg = compose(args, "plain_finetune")
+    cfg = compose(args, variant)
     L.seed_everything(cfg.seed, workers=True)
     dm = hydra.utils.instantiate(cfg.data)
     dm.prepare_data()
@@ -158,10 +183,11 @@ def run_plain_finetune(args: argparse.Namespace) -> dict:
     epochs = 1 if args.quick else args.epochs
     loader = dm.train_dataloader()
     total = epochs * len(loader)
-    groups = [{"params": list(encoder.parameters()), "lr": args.plain_encoder_lr},
+    encoder_lr = PLAIN_ENCODER_LR[variant]
+    groups = [{"params": list(encoder.parameters()), "lr": encoder_lr},
               {"params": list(head.parameters()), "lr": args.plain_head_lr}]
     optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[args.plain_encoder_lr, args.plain_head_lr],
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[encoder_lr, args.plain_head_lr],
                                                    total_steps=total, pct_start=0.1)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
 
@@ -190,11 +216,11 @@ def run_plain_finetune(args: argparse.Namespace) -> dict:
         test, test_y = predict(net, dm.test_dataloader())
         history.append({"epoch": epoch + 1, "val_acc": float((val == val_y).mean()), "val": val, "val_labels": val_y,
                         "test": test, "test_labels": test_y})
-        print(f"[plain_finetune] epoch {epoch + 1}: val acc {history[-1]['val_acc']:.4f}", flush=True)
+        print(f"[{variant}] epoch {epoch + 1}: val acc {history[-1]['val_acc']:.4f}", flush=True)
     return {"history": history, "train_records": len(dm.datasets["train"]), "batch_size": dm.batch_size,
             "epochs": epochs, "step_s_mean": float(np.mean(steps[1:] or steps)), "steps": len(steps),
             "step_s_median": float(np.median(steps)), "parameters": sum(p.numel() for p in net.parameters()),
-            "config": {"encoder_lr": args.plain_encoder_lr, "head_lr": args.plain_head_lr, "label_smoothing": 0.1,
+            "config": {"encoder_lr": encoder_lr, "head_lr": args.plain_head_lr, "label_smoothing": 0.1,
                        "schedule": "OneCycleLR pct_start=0.1", "pooling": "mean"}}
 
 
@@ -204,7 +230,8 @@ def child(args: argparse.Namespace) -> None:
 
     torch.manual_seed(0)
     start = time.perf_counter()
-    out = run_plain_finetune(args) if args.variant == "plain_finetune" else run_project_model(args, args.variant)
+    plain = args.variant in PLAIN_ENCODER_LR
+    out = run_plain_finetune(args, args.variant) if plain else run_project_model(args, args.variant)
     out["overrides"] = CANDIDATES.get(args.variant, [])
     wall = time.perf_counter() - start
     history = out.pop("history")
@@ -217,6 +244,8 @@ def child(args: argparse.Namespace) -> None:
     np.savez(args.work / f"{args.variant}.npz", **arrays)
     peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     summary = {"wall_s": round(wall, 1), "peak_rss_mb": peak_rss_mb,
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+               "load_at_end": [round(x, 2) for x in os.getloadavg()],
                "chosen_epoch": best["epoch"], "val_acc_per_epoch": [round(h["val_acc"], 4) for h in history], **out}
     (args.work / f"{args.variant}.json").write_text(json.dumps(summary, default=float), encoding="utf-8")
 
@@ -243,12 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--data", type=Path, default=ISEAR)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     parser.add_argument("--reuse", action="store_true", help="keep variants already finished in the work folder")
-    parser.add_argument("--epochs", type=int, default=3, help="epoch budget of both fine-tuned variants")
+    parser.add_argument("--epochs", type=int, default=4, help="epoch budget of both fine-tuned variants")
     parser.add_argument("--frozen-epochs", type=int, default=8)
-    parser.add_argument("--plain-encoder-lr", type=float, default=5e-5)
     parser.add_argument("--plain-head-lr", type=float, default=1e-3)
+    parser.add_argument("--note", default="", help="how the children ran (threads, load), kept in setup.note")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -269,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     passthrough = [f"--data={args.data}", f"--epochs={args.epochs}", f"--frozen-epochs={args.frozen_epochs}",
-                   f"--plain-encoder-lr={args.plain_encoder_lr}", f"--plain-head-lr={args.plain_head_lr}"]
+                   f"--plain-head-lr={args.plain_head_lr}"]
     for variant in variants:
         if args.reuse and (work / f"{variant}.npz").is_file() and (work / f"{variant}.json").is_file():
             print(f"=== {variant}: reused from {work}", flush=True)
@@ -291,21 +320,27 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"variants": {}, "logistic": {**scores(labels, logistic), "C": meta["frozen"].pop("logistic_C"),
                                              "val_acc": round(float((arrays["frozen"]["logistic_val"]
                                                                      == arrays["frozen"]["val_labels"]).mean()), 4)}}
+    chosen = {}
+    for name, others in CHOICES.items():  # the config default vs its candidates, chosen on val
+        tried = [v for v in (name, *others) if v in arrays]
+        if tried:
+            chosen[name] = max(tried, key=lambda v: float((arrays[v]["val"] == arrays[v]["val_labels"]).mean()))
+    plain = arrays[chosen["plain_finetune"]]["test"] if "plain_finetune" in chosen else None
     for v in variants:
         row = {**scores(labels, arrays[v]["test"]),
                "val_acc": round(float((arrays[v]["val"] == arrays[v]["val_labels"]).mean()), 4),
                "delta_acc_vs_logistic_ci": delta(labels, arrays[v]["test"], logistic), **meta[v]}
-        if "plain_finetune" in arrays:
-            row["delta_acc_vs_plain_finetune_ci"] = delta(labels, arrays[v]["test"], arrays["plain_finetune"]["test"])
+        if plain is not None:
+            row["delta_acc_vs_plain_finetune_ci"] = delta(labels, arrays[v]["test"], plain)
         out["variants"][v] = row
-    tried = [v for v in ("finetune", *CANDIDATES) if v in out["variants"]]
-    if len(tried) > 1:  # `finetune` = the project model's fine-tuning candidate with the best val accuracy
-        chosen = max(tried, key=lambda v: out["variants"][v]["val_acc"])
-        out["variants"]["finetune_default"] = out["variants"].pop("finetune")
-        out["variants"]["finetune"] = {**out["variants"]["finetune_default" if chosen == "finetune" else chosen],
-                                       "chosen_on_val_from": ["finetune_default", *tried[1:]],
-                                       "chosen": "finetune_default" if chosen == "finetune" else chosen}
-        variants = [*variants, "finetune_default"]
+    for name, pick in chosen.items():
+        tried = [v for v in (name, *CHOICES[name]) if v in arrays]
+        if len(tried) > 1:  # keep every candidate; `name` is the one chosen on val
+            out["variants"][f"{name}_default"] = out["variants"].pop(name)
+            label = {name: f"{name}_default"}
+            out["variants"][name] = {**out["variants"][label.get(pick, pick)], "chosen": label.get(pick, pick),
+                                     "chosen_on_val_from": [label.get(v, v) for v in tried]}
+            variants = [*variants, f"{name}_default"]
     best = max(variants, key=lambda v: out["variants"][v]["val_acc"])
     out["best_on_val"] = best
     out["goal"] = {"test_acc_ge_0.70": out["variants"].get("finetune", {}).get("test_acc", 0) >= 0.70}
@@ -315,9 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
                     "load_before": [round(x, 2) for x in load_before],
-                    "load_after": [round(x, 2) for x in os.getloadavg()],
+                    "load_after": [round(x, 2) for x in os.getloadavg()], "note": args.note,
                     "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "command": "python bench/isear_encoder.py" + (" --quick" if args.quick else "")}
+                    "command": " ".join(["python bench/isear_encoder.py", *(sys.argv[1:] if argv is None else argv)])}
     name = "isear_encoder_quick.json" if args.quick else "isear_encoder.json"
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / name, out)

@@ -47,7 +47,13 @@ CHECKS = {
     and all(a["median_s"] > 0 for a in r["arms"].values()) and all(v > 0 for v in r["ratios"].values()),
     "isear_encoder.py": lambda r: set(r["variants"]) >= {"frozen", "finetune", "plain_finetune"}
     and all(0 <= v["test_acc"] <= 1 and v["wall_s"] > 0 and "delta_acc_vs_plain_finetune_ci" in v
-            for v in r["variants"].values()),
+            for v in r["variants"].values())
+    and r["variants"]["frozen_tokens"]["encoder_forward_pass_s"] > 0
+    and all(r["variants"][name]["chosen"] in r["variants"][name]["chosen_on_val_from"]
+            and r["variants"][name]["val_acc"] == max(r["variants"][v]["val_acc"]
+                                                      for v in r["variants"][name]["chosen_on_val_from"])
+            for name in ("finetune", "plain_finetune") if "chosen" in r["variants"][name])
+    and "chosen" in r["variants"]["plain_finetune"],  # its LR is chosen on val by default
     "encoder_activations.py": lambda r: r["model"] == "tiny" and r["encoder_parameters"] > 0
     and r["lengths"]["128"]["saved_bytes_fp32_per_text"] > r["lengths"]["32"]["saved_bytes_fp32_per_text"] > 0,
     "crossover_seeds.py": lambda r: r["complete"] and len(r["seeds"]) == 2

@@ -85,6 +85,8 @@ def test_the_demo_with_the_fine_tuned_encoder_sweeps_its_lr_and_gives_it_a_sweet
     assert config["optim"]["encoder"]["lr"] == pytest.approx(chosen["lr"])  # the sweep chose the encoder's LR
     assert config["optim"]["lr"] == pytest.approx(5e-4)                      # and left the rest's alone
     results = run / "analysis_results"
+    report = (results / "final_report.md").read_text().splitlines()
+    assert "optimal_lr.json](" in next(line for line in report if line.startswith("- LR sweep:"))  # linked
     module_metrics = json.loads((results / "module_metrics.json").read_text())
     assert "encoder" in module_metrics["recommended"]                         # its own sweet spot
     evaluation = json.loads((results / "evaluation.json").read_text())

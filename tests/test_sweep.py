@@ -178,6 +178,14 @@ def test_final_report_links_the_sweep_the_run_took_its_lr_from(tmp_path):
     assert _find_lr_sweep(run) == sweep / "optimal_lr.json"
     (run / "run.json").write_text(json.dumps({"lr_source": 0.0001, "cwd": str(tmp_path)}))
     assert _find_lr_sweep(run) == "none: optim.lr=0.0001 was set in the config"
+    # a fine-tuned encoder's LR swept on its own (make isear-finetune): that sweep is the one linked
+    (run / "run.json").write_text(json.dumps({"lr_sources": {"optim.lr": 0.0005, "optim.encoder.lr":
+                                                             "${optimal_lr:outputs/lr_sweep/multiruns/s1}"},
+                                              "cwd": str(tmp_path)}))
+    assert _find_lr_sweep(run) == sweep / "optimal_lr.json"
+    (run / "run.json").write_text(json.dumps({"lr_sources": {"optim.lr": 0.0005, "optim.encoder.lr": 0.00012},
+                                              "cwd": str(tmp_path)}))
+    assert _find_lr_sweep(run) == "none: optim.lr=0.0005, optim.encoder.lr=0.00012 were set in the config"
 
 
 def test_non_finite_values_are_written_as_null():

@@ -123,12 +123,21 @@ def git_commit(root: Path) -> str | None:
     return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
 
 
+def lr_sources(cfg: DictConfig) -> dict[str, Any]:
+    """The unresolved LR settings a sweep can choose: optim.lr and, with a fine-tuned encoder, optim.encoder.lr."""
+    optim = OmegaConf.to_container(cfg.optim, resolve=False)
+    encoder = optim.get("encoder") if isinstance(optim.get("encoder"), dict) else {}
+    found = {"optim.lr": optim.get("lr"), "optim.encoder.lr": encoder.get("lr")}
+    return {key: value for key, value in found.items() if value is not None}
+
+
 def describe_run(cfg: DictConfig, output_dir: Path, parameters: dict[str, Any]) -> None:
     """run.json: what produced this folder (resolved config, git commit, parameter table)."""
     atomic_write_json(output_dir / RUN_INFO, {
         "config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit(Path(cfg.paths.root_dir)),
-        # where the LR came from: a number, or ${optimal_lr:<sweep>} (the final report links that sweep)
+        # where the LRs came from: numbers, or ${optimal_lr:<sweep>} (the final report links that sweep)
         "lr_source": OmegaConf.to_container(cfg.optim, resolve=False).get("lr"),
+        "lr_sources": lr_sources(cfg),
         "cwd": str(Path.cwd()),
         "torch": torch.__version__, "lightning": L.__version__, "parameters": parameters,
     })

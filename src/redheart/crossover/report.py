@@ -303,14 +303,17 @@ def _optional_json(path: Path) -> dict | None:
 
 
 def _find_lr_sweep(run_dir: Path) -> Path | str:
-    """The LR sweep the run took its LR from (`optim.lr=${optimal_lr:<path>}`, recorded in run.json), or why none."""
+    """The LR sweep the run took an LR from (`optim.lr` or `optim.encoder.lr` = `${optimal_lr:<path>}`, recorded
+    in run.json), or why none."""
     try:
         run = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return "run.json not readable: unknown"
-    source = run.get("lr_source")
-    match = re.fullmatch(r"\$\{optimal_lr:(.+)\}", source.strip()) if isinstance(source, str) else None
-    if match is None:
-        return f"none: optim.lr={source} was set in the config"
-    path = Path(run.get("cwd", ".")) / match.group(1).strip()
-    return path / "optimal_lr.json" if path.is_dir() else path
+    sources = run.get("lr_sources") or {"optim.lr": run.get("lr_source")}  # lr_sources: runs since 2026-12-03
+    for source in sources.values():
+        match = re.fullmatch(r"\$\{optimal_lr:(.+)\}", source.strip()) if isinstance(source, str) else None
+        if match is not None:
+            path = Path(run.get("cwd", ".")) / match.group(1).strip()
+            return path / "optimal_lr.json" if path.is_dir() else path
+    settings = ", ".join(f"{key}={value}" for key, value in sources.items())
+    return f"none: {settings} {'was' if len(sources) == 1 else 'were'} set in the config"
