@@ -143,16 +143,14 @@ def run_project_model(args: argparse.Namespace, variant: str) -> dict:
                         callbacks=[Score()], limit_val_batches=0, num_sanity_val_steps=0, gradient_clip_val=1.0,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, train_dataloaders=dm.train_dataloader())
-    if variant == "frozen_tokens":  # the pass a token-state cache would make once instead of every epoch
-        extra_cost = {"encoder_forward_pass_s": encoder_pass_seconds(model.net.encoder, dm.train_dataloader())}
-    else:
-        extra_cost = {}
-    extra = {**extra_cost, "train_records": len(dm.datasets["train"]), "batch_size": dm.batch_size, "epochs": epochs,
+    extra = {"train_records": len(dm.datasets["train"]), "batch_size": dm.batch_size, "epochs": epochs,
              "step_s_mean": float(np.mean(steps[1:] or steps)), "step_s_median": float(np.median(steps)),
              "steps": len(steps), "parameters": sum(p.numel() for p in model.net.parameters()),
              "config": {"model": "tiny" if args.quick else "small", "optim": dict(model_arguments(
                  cfg, dm.embedding_dim, dm.schema).get("encoder_optim") or {}), "lr": float(cfg.optim.lr),
                  "tokens": dict(cfg.data.get("tokens") or {})}}
+    if variant == "frozen_tokens":  # the pass a token-state cache would make once instead of every epoch
+        extra["encoder_forward_pass_s"] = encoder_pass_seconds(model.net.encoder, dm.train_dataloader())
     if variant == "frozen":  # the logistic baseline reads the same frozen vectors and split
         from redheart.crossover.baseline import fit_logistic_regression
 
@@ -259,6 +257,11 @@ def scores(labels: np.ndarray, predicted: np.ndarray) -> dict:
             "test_macro_f1_ci": [round(f1["ci_low"], 4), round(f1["ci_high"], 4)]}
 
 
+def val_accuracy(arrays: dict) -> float:
+    """Val accuracy of a variant's kept predictions (<variant>.npz)."""
+    return float((arrays["val"] == arrays["val_labels"]).mean())
+
+
 def delta(labels: np.ndarray, candidate: np.ndarray, baseline: np.ndarray) -> dict:
     from redheart.crossover.bootstrap import paired_difference_ci
 
@@ -324,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, others in CHOICES.items():  # the config default vs its candidates, chosen on val
         tried = [v for v in (name, *others) if v in arrays]
         if tried:
-            chosen[name] = max(tried, key=lambda v: float((arrays[v]["val"] == arrays[v]["val_labels"]).mean()))
+            chosen[name] = max(tried, key=lambda v: val_accuracy(arrays[v]))
     plain = arrays[chosen["plain_finetune"]]["test"] if "plain_finetune" in chosen else None
     for v in variants:
         row = {**scores(labels, arrays[v]["test"]),
-               "val_acc": round(float((arrays[v]["val"] == arrays[v]["val_labels"]).mean()), 4),
+               "val_acc": round(val_accuracy(arrays[v]), 4),
                "delta_acc_vs_logistic_ci": delta(labels, arrays[v]["test"], logistic), **meta[v]}
         if plain is not None:
             row["delta_acc_vs_plain_finetune_ci"] = delta(labels, arrays[v]["test"], plain)

@@ -133,11 +133,10 @@ def lr_sources(cfg: DictConfig) -> dict[str, Any]:
 
 def describe_run(cfg: DictConfig, output_dir: Path, parameters: dict[str, Any]) -> None:
     """run.json: what produced this folder (resolved config, git commit, parameter table)."""
+    sources = lr_sources(cfg)  # numbers, or ${optimal_lr:<sweep>} (the final report links that sweep)
     atomic_write_json(output_dir / RUN_INFO, {
         "config": OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit(Path(cfg.paths.root_dir)),
-        # where the LRs came from: numbers, or ${optimal_lr:<sweep>} (the final report links that sweep)
-        "lr_source": OmegaConf.to_container(cfg.optim, resolve=False).get("lr"),
-        "lr_sources": lr_sources(cfg),
+        "lr_source": sources.get("optim.lr"), "lr_sources": sources,
         "cwd": str(Path.cwd()),
         "torch": torch.__version__, "lightning": L.__version__, "parameters": parameters,
     })
