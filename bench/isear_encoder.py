@@ -63,7 +63,7 @@ def compose(args: argparse.Namespace, variant: str):
     os.environ.setdefault("REDHEART_ROOT", str(ROOT))
     overrides = ["experiment=isear" if variant == "frozen" else "experiment=isear_finetune",
                  f"model={'tiny' if args.quick else 'small'}", f"data.path={args.data}", "logger=none",
-                 "callbacks=none"]
+                 "callbacks=none", f"seed={args.seed}", "data.split.seed=42"]  # --seed: training only, same split
     overrides += CANDIDATES.get(variant, [])
     if args.quick:
         overrides += ["data.max_samples=300", "data.split.on_leakage=warn"]
@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4, help="epoch budget of both fine-tuned variants")
     parser.add_argument("--frozen-epochs", type=int, default=8)
     parser.add_argument("--plain-head-lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=42,
+                        help="training seed of the fine-tuned and frozen variants (the split stays seed 42)")
     parser.add_argument("--note", default="", help="how the children ran (threads, load), kept in setup.note")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     passthrough = [f"--data={args.data}", f"--epochs={args.epochs}", f"--frozen-epochs={args.frozen_epochs}",
-                   f"--plain-head-lr={args.plain_head_lr}"]
+                   f"--plain-head-lr={args.plain_head_lr}", f"--seed={args.seed}"]
     for variant in variants:
         if args.reuse and (work / f"{variant}.npz").is_file() and (work / f"{variant}.json").is_file():
             print(f"=== {variant}: reused from {work}", flush=True)
@@ -348,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     out["best_on_val"] = best
     out["goal"] = {"test_acc_ge_0.70": out["variants"].get("finetune", {}).get("test_acc", 0) >= 0.70}
     out["quick"] = args.quick
-    out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42",
+    out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42", "training_seed": args.seed,
                     "bootstrap": "95% percentile, 1000 resamples, paired on test records",
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
