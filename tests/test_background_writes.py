@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import threading
 import time
 
@@ -19,6 +20,7 @@ from callbacks.atomic_checkpoint_io import AsyncAtomicCheckpointIO
 from callbacks.background_writer import WRITER
 from callbacks.ema import BatchedEMAWeightAveraging
 from callbacks.modular_checkpoint import ModularCheckpoint
+from callbacks.serializer_process import SERIALIZER
 from redheart.crossover.errors import CrossoverError
 from redheart.crossover.run import crossover_and_evaluate
 from redheart.train import train
@@ -131,7 +133,7 @@ def test_a_crash_in_the_middle_of_a_background_write_leaves_nothing_that_looks_v
 
 
 def test_the_previous_resume_checkpoint_is_removed_only_after_the_new_one_is_whole(tmp_path, monkeypatch):
-    io = AsyncAtomicCheckpointIO()
+    io = AsyncAtomicCheckpointIO(serialize_in="thread")  # torch.save patched below runs in this process
     old, new = tmp_path / "resume-epoch=001.ckpt", tmp_path / "resume-epoch=003.ckpt"
     weights = torch.ones(3)
     io.save_checkpoint({"state_dict": {"w": weights}}, old)
@@ -156,7 +158,7 @@ def test_the_previous_resume_checkpoint_is_removed_only_after_the_new_one_is_who
 
 
 def test_load_waits_for_the_pending_save(tmp_path, monkeypatch):
-    io = AsyncAtomicCheckpointIO()
+    io = AsyncAtomicCheckpointIO(serialize_in="thread")
     gate = threading.Event()
     real_save = torch.save
     monkeypatch.setattr(aio.torch, "save", lambda obj, f: (gate.wait(10), real_save(obj, f)))
@@ -241,3 +243,74 @@ def test_clipping_with_the_monitors_norm_matches_lightnings_clipping(tmp_path):
     unclipped = weights("unclipped", "trainer.gradient_clip_val=0", "callbacks.modular_checkpoint.every_n_epochs=1")
     assert all(torch.allclose(shared[k], lightning[k], rtol=1e-5, atol=1e-7) for k in shared)
     assert not all(torch.allclose(shared[k], unclipped[k], rtol=1e-3, atol=1e-5) for k in shared)
+
+
+class FailsInTheHelper:
+    """Pickles here; unpickling it (which only the serializer helper does) raises ZeroDivisionError."""
+
+    def __reduce__(self):
+        return operator.truediv, (1, 0)
+
+
+def test_resume_checkpoints_are_serialised_by_the_helper_process_from_a_snapshot(tmp_path, monkeypatch):
+    io = AsyncAtomicCheckpointIO()  # serialize_in="process", the default
+    weights = torch.arange(6.0).view(2, 3)
+    checkpoint = {"state_dict": {"w": weights, "flag": torch.tensor(True), "half": torch.ones(3, dtype=torch.bfloat16),
+                                 "empty": torch.empty(0, 4)},
+                  "optimizer_states": [{"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 0.1}]}],
+                  "epoch": 3}
+    monkeypatch.setattr(torch, "save", lambda *a, **k: pytest.fail("torch.save ran in the training process"))
+    io.save_checkpoint(checkpoint, tmp_path / "a.ckpt")
+    buffer = SERIALIZER._buffers[id(io)]
+    weights.add_(100.0)  # training goes on: the file holds the weights at the save call
+    WRITER.wait()
+    io.save_checkpoint(checkpoint, tmp_path / "b.ckpt")  # the same buffer, refilled
+    assert SERIALIZER._buffers[id(io)] is buffer
+    io.teardown()
+    monkeypatch.undo()
+    first, second = (torch.load(tmp_path / n, weights_only=True) for n in ("a.ckpt", "b.ckpt"))
+    assert torch.equal(first["state_dict"]["w"], torch.arange(6.0).view(2, 3))
+    assert torch.equal(second["state_dict"]["w"], torch.arange(6.0).view(2, 3) + 100.0)
+    assert first["state_dict"]["half"].dtype == torch.bfloat16 and first["state_dict"]["flag"].item() is True
+    assert first["state_dict"]["empty"].shape == (0, 4) and first["epoch"] == 3
+    assert first["optimizer_states"][0]["state"][0]["step"].item() == 3.0
+    assert first["state_dict"]["w"].untyped_storage().nbytes() == 24  # its own storage, not the whole buffer
+    assert id(io) not in SERIALIZER._buffers  # teardown freed the buffer
+
+
+def test_a_failure_in_the_helper_is_raised_here_and_keeps_the_previous_checkpoint(tmp_path):
+    io = AsyncAtomicCheckpointIO()
+    old, new = tmp_path / "resume-epoch=001.ckpt", tmp_path / "resume-epoch=003.ckpt"
+    io.save_checkpoint({"w": torch.ones(3)}, old)
+    io.save_checkpoint({"w": torch.zeros(3), "boom": FailsInTheHelper()}, new)
+    with pytest.raises(RuntimeError, match="checkpoint serializer process: ZeroDivisionError"):
+        io.remove_checkpoint(old)  # raises here when the failed save is already done, else at teardown
+        io.teardown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [old.name]  # old kept, no half-written new, no temp
+    io.save_checkpoint({"w": torch.full((3,), 2.0)}, new)  # the helper goes on serving
+    io.teardown()
+    assert torch.equal(torch.load(new, weights_only=True)["w"], torch.full((3,), 2.0))
+
+
+def test_a_killed_helper_is_replaced_at_the_next_save_and_without_one_the_thread_writes(tmp_path, monkeypatch):
+    io = AsyncAtomicCheckpointIO()
+    io.save_checkpoint({"w": torch.ones(3)}, tmp_path / "a.ckpt")
+    WRITER.wait()
+    helper = SERIALIZER._proc
+    helper.kill()
+    helper.wait()
+    io.save_checkpoint({"w": torch.full((3,), 2.0)}, tmp_path / "b.ckpt")
+    io.teardown()
+    assert SERIALIZER._proc is not helper and SERIALIZER._proc.poll() is None
+    assert torch.equal(torch.load(tmp_path / "b.ckpt", weights_only=True)["w"], torch.full((3,), 2.0))
+
+    monkeypatch.setattr(SERIALIZER, "start", lambda: False)  # no helper here (not Linux)
+    io = AsyncAtomicCheckpointIO()
+    weights = torch.ones(3)
+    io.save_checkpoint({"w": weights}, tmp_path / "c.ckpt")
+    assert id(io) not in SERIALIZER._buffers
+    weights.add_(1.0)
+    io.teardown()
+    assert torch.equal(torch.load(tmp_path / "c.ckpt", weights_only=True)["w"], torch.ones(3))
+    with pytest.raises(ValueError, match="serialize_in"):
+        AsyncAtomicCheckpointIO(serialize_in="fork")

@@ -60,6 +60,9 @@ CHECKS = {
     and set(r["beat_best_single_beyond_ci_on_every_seed"]) == {"emotion", "intensity", "regret", "bentham", "surd"},
     "ema_every_n.py": lambda r: r["model"] == "tiny" and set(r["summary"]) >= {"1", "4"}
     and r["summary"]["1"]["max_abs_val_loss_difference_vs_n1"] == 0.0,
+    "checkpoint_writer.py": lambda r: r["model"] == "tiny" and r["checkpoint_bytes"] > 0
+    and all(r["modes"][m]["stage_s"] > 0 and r["modes"][m]["overlapping_steps"][0] >= 1 for m in ("thread", "process"))
+    and r["modes"]["none"]["stage_s"] == 0 and all(m["step_s"] > 0 for m in r["modes"].values()),
     "param_monitor_cost.py": lambda r: r["model"] == "tiny" and r["params"] > 0 and r["window_check_s"] > 0
     and r["fwd_bwd_s"] > 0 and r["snapshot_bytes"] < r["full_copy_bytes"],
 }
