@@ -73,7 +73,8 @@ def checkpoint(net, optimizer, ema: dict) -> dict:
 def trial(mode: str, io: dict, net, optimizer, ema, batch, steps: int, folder: Path) -> dict:
     """`steps` timed steps; with a save at the first. Steps while the write runs are compared with the
     median of the later steps of the same trial (a baseline from the same minute: no drift between them)."""
-    times, overlapping, stage = [], 0, 0.0
+    times, stage = [], 0.0
+    overlapping = 0 if mode == "none" else 1  # the step after the save call starts beside the write
     future = None
     for i in range(steps):
         t0 = time.perf_counter()
