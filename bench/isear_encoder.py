@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     out["best_on_val"] = best
     out["goal"] = {"test_acc_ge_0.70": out["variants"].get("finetune", {}).get("test_acc", 0) >= 0.70}
     out["quick"] = args.quick
-    out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42", "training_seed": args.seed,
+    out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42",
+                    "training_seed": args.seed,
                     "bootstrap": "95% percentile, 1000 resamples, paired on test records",
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
