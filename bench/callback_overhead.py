@@ -231,6 +231,17 @@ def pairs(epochs: list[dict]) -> list[tuple[dict, dict]]:
     return [(epochs[i], epochs[i + 1]) for i in range(0, len(epochs) - 1, 2)]
 
 
+def repeat_ratios(runs: list[dict], skip: int) -> list[float]:
+    """Per repeat, the with-fit's median pair time over that of the without-fit run right after it (all
+    pairs): how far one adjacent couple of fits can stray from the headline."""
+    def median_pair(run: dict) -> float:
+        measured = [e for e in run["epochs"] if e["epoch"] >= skip]
+        return statistics.median((a["wall_s"] + b["wall_s"]) / 2 for a, b in pairs(measured))
+    with_runs = [r for r in runs if r["arm"] == "with"]
+    without_runs = [r for r in runs if r["arm"] == "without"]
+    return [round(median_pair(a) / median_pair(b), 4) for a, b in zip(with_runs, without_runs, strict=False)]
+
+
 def summarise(runs: list[dict], skip: int, max_foreign: float) -> dict:
     """Per arm: epoch times, the pair medians (clean pairs only: other processes under `max_foreign` cores)."""
     out = {}
@@ -331,6 +342,7 @@ def main() -> None:
                      + e["hooks_s"].get("ResumeCheckpoint.on_train_epoch_end", 0.0)
                      for r in with_runs for e in r["epochs"] if e["foreign_cores"] <= args.max_foreign_cores]
     ratio = w["median_pair_wall_s"] / wo["median_pair_wall_s"]
+    per_repeat = repeat_ratios(runs, skip)
     result = {
         "command": "python bench/callback_overhead.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -350,6 +362,8 @@ def main() -> None:
         "ratio_cpu_with_to_without": round(w["median_pair_cpu_s"] / wo["median_pair_cpu_s"], 4),
         "ratio_median_epoch_wall": round(w["median_epoch_wall_s"] / wo["median_epoch_wall_s"], 4),
         "ratio_mean_epoch_wall": round(w["mean_epoch_wall_s"] / wo["mean_epoch_wall_s"], 4),
+        # the spread between adjacent fits: each repeat's with-fit against the without-fit run right after it
+        "ratio_per_repeat": per_repeat,
         "goal_ratio": GOAL, "meets_goal": ratio <= GOAL,
         # wall-time difference per epoch and how much of it the callbacks' own hooks explain
         "extra_s_per_epoch": round(w["median_pair_wall_s"] - wo["median_pair_wall_s"], 4),
@@ -372,7 +386,7 @@ def main() -> None:
         "runs": [{k: r[k] for k in ("arm", "fit_total_s", "steps", "val_loss", "waited_s")} for r in runs],
     }
     atomic_write_json(out_path, result)
-    print(json.dumps({k: result[k] for k in ("with_s", "without_s", "ratio_with_to_without",
+    print(json.dumps({k: result[k] for k in ("with_s", "without_s", "ratio_with_to_without", "ratio_per_repeat",
                                              "ratio_cpu_with_to_without",
                                              "ratio_median_epoch_wall", "meets_goal", "extra_s_per_epoch",
                                              "callback_hooks_s_per_epoch", "callback_self_s_per_epoch",

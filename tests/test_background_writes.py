@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from lightning.pytorch.callbacks.weight_averaging import WeightAveraging
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -314,3 +315,42 @@ def test_a_killed_helper_is_replaced_at_the_next_save_and_without_one_the_thread
     assert torch.equal(torch.load(tmp_path / "c.ckpt", weights_only=True)["w"], torch.ones(3))
     with pytest.raises(ValueError, match="serialize_in"):
         AsyncAtomicCheckpointIO(serialize_in="fork")
+
+
+def test_the_ema_swap_and_update_shortcuts_give_exactly_what_lightning_and_torch_give(tmp_path, monkeypatch):
+    """The swap leaves each Parameter object in place and exchanges its values with the average's (no
+    copy: the storages trade places); a fit with it and the listed-once update validates and ends on
+    exactly the weights of a fit with Lightning's copying swap and AveragedModel.update_parameters."""
+    module, average = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    ema = BatchedEMAWeightAveraging(decay=0.9)
+    ema._average_model = torch.nn.Module()
+    ema._average_model.module = average
+    params, before = list(module.parameters()), [p.detach().clone() for p in module.parameters()]
+    average_before = [p.detach().clone() for p in average.parameters()]
+    pointers = [p.data_ptr() for p in average.parameters()]
+    ema._swap_models(module)
+    assert list(module.parameters()) == params  # the same objects, so the optimizer's state still fits
+    assert [p.data_ptr() for p in module.parameters()] == pointers  # no copy was made
+    assert all(torch.equal(p, b) for p, b in zip(module.parameters(), average_before, strict=True))
+    assert all(torch.equal(p, b) for p, b in zip(average.parameters(), before, strict=True))
+    ema._swap_models(module)
+    assert all(torch.equal(p, b) for p, b in zip(module.parameters(), before, strict=True))
+
+    common = (*FAST, "trainer.deterministic=true", "+trainer.limit_train_batches=6",
+              "callbacks.ema.update_every_n_steps=1")
+
+    def fit(name: str) -> tuple[list[float], dict[str, torch.Tensor]]:
+        train(compose_for(tmp_path / name, *common))
+        run = tmp_path / name / "run"
+        history = json.loads((run / "epoch_history.json").read_text())
+        ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu")
+        return [e["val_loss"] for e in history["epochs"]], {**ckpt["state_dict"], **{
+            f"raw.{k}": v for k, v in ckpt["current_model_state"].items()}}
+
+    ours = fit("reference")
+    monkeypatch.setattr(BatchedEMAWeightAveraging, "_swap_models", WeightAveraging._swap_models)  # copies
+    monkeypatch.setattr(BatchedEMAWeightAveraging, "_update",  # torch's update, walking both trees each time
+                        lambda self, pl_module: self._average_model.update_parameters(pl_module))
+    lightning = fit("lightning")
+    assert ours[0] == lightning[0] and len(ours[0]) == 2
+    assert ours[1].keys() == lightning[1].keys() and all(torch.equal(ours[1][k], lightning[1][k]) for k in ours[1])

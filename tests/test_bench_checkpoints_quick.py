@@ -49,3 +49,5 @@ def test_callback_overhead_bench_runs_with_every_default_callback(tmp_path):
     result = json.loads((tmp_path / "callback_overhead_quick.json").read_text())
     names = {target.rsplit(".", 1)[1] for target in result["default_callbacks"].values()}
     assert names <= set(result["arms"]["with"]["callbacks"])  # every default callback ran in the "with" arm
+    assert len(result["ratio_per_repeat"]) == result["repeats_per_arm"] == 1
+    assert all(r > 0 for r in result["ratio_per_repeat"])
