@@ -48,6 +48,9 @@ def test_callback_overhead_bench_runs_with_every_default_callback(tmp_path):
     run_quick("callback_overhead.py", tmp_path)
     result = json.loads((tmp_path / "callback_overhead_quick.json").read_text())
     names = {target.rsplit(".", 1)[1] for target in result["default_callbacks"].values()}
-    assert names <= set(result["arms"]["with"]["callbacks"])  # every default callback ran in the "with" arm
-    assert len(result["ratio_per_repeat"]) == result["repeats_per_arm"] == 1
-    assert all(r > 0 for r in result["ratio_per_repeat"])
+    assert result["design"] == "gated" and names <= set(result["callbacks"])  # every default callback ran
+    epochs = result["gated"]["epochs"][0]
+    assert [e["callbacks_on"] for e in epochs] == [True] * 3 + [False] * 2 + [True] * 2  # warm-up, off, on
+    assert all(e["hooks_total_s"] == 0 for e in epochs if not e["callbacks_on"])  # off: no callback hook ran
+    assert all(e["hooks_total_s"] > 0 for e in epochs if e["callbacks_on"])
+    assert len(result["gated"]["ratio_per_on_pair"]) == 1 and result["ratio_with_to_without"] > 0
