@@ -278,7 +278,23 @@ def repeat_ratios(runs: list[dict], skip: int) -> list[float]:
         return statistics.median((a["wall_s"] + b["wall_s"]) / 2 for a, b in pairs(measured))
     with_runs = [r for r in runs if r["arm"] == "with"]
     without_runs = [r for r in runs if r["arm"] == "without"]
-    return [round(median_pair(a) / median_pair(b), 4) for a, b in zip(with_runs, without_runs, strict=False)]
+    return [round(median_pair(a) / median_pair(b), 4) for a, b in zip(with_runs, without_runs, strict=True)]
+
+
+def hook_breakdown(epochs: list[dict]) -> dict:
+    """Mean self time per epoch of each hook (those >= 0.1 ms) and of each callback, and their total."""
+    hooks: dict[str, float] = {}
+    for e in epochs:
+        for k, v in e["hooks_s"].items():
+            hooks[k] = hooks.get(k, 0.0) + v / len(epochs)
+    per_callback: dict[str, float] = {}
+    for k, v in hooks.items():
+        per_callback[k.split(".")[0]] = per_callback.get(k.split(".")[0], 0.0) + v
+    return {"hook_self_s_per_epoch": {k: round(v, 5) for k, v in sorted(hooks.items(), key=lambda kv: -kv[1])
+                                      if v >= 1e-4},
+            "callback_self_s_per_epoch": {k: round(v, 4)
+                                          for k, v in sorted(per_callback.items(), key=lambda kv: -kv[1])},
+            "callback_self_s_per_epoch_total": round(sum(per_callback.values()), 4)}
 
 
 def summarise(runs: list[dict], skip: int, max_foreign: float) -> dict:
@@ -302,19 +318,7 @@ def summarise(runs: list[dict], skip: int, max_foreign: float) -> dict:
             s[f"median_epoch_{key}"] = round(statistics.median(e[key] for e in flat), 4)
             s[f"mean_epoch_{key}"] = round(statistics.mean(e[key] for e in flat), 4)
         flat = [e for p in used for e in p]
-        hooks: dict[str, float] = {}
-        for e in flat:
-            for k, v in e["hooks_s"].items():
-                hooks[k] = hooks.get(k, 0.0) + v
-        s["hook_self_s_per_epoch"] = {k: round(v / len(flat), 5)
-                                      for k, v in sorted(hooks.items(), key=lambda kv: -kv[1])
-                                      if v / len(flat) >= 1e-4}
-        per_callback: dict[str, float] = {}
-        for k, v in hooks.items():
-            per_callback[k.split(".")[0]] = per_callback.get(k.split(".")[0], 0.0) + v / len(flat)
-        s["callback_self_s_per_epoch"] = {k: round(v, 4)
-                                          for k, v in sorted(per_callback.items(), key=lambda kv: -kv[1])}
-        s["callback_self_s_per_epoch_total"] = round(sum(per_callback.values()), 4)
+        s.update(hook_breakdown(flat))
         out[arm] = s
     return out
 
@@ -345,13 +349,7 @@ def gated_summary(runs: list[dict], warmup: int, max_foreign: float) -> dict:
     ratios = ratios if used == "clean" else all_ratios
     rng = np.random.default_rng(0)
     boot = [float(np.median(rng.choice(ratios, len(ratios)))) for _ in range(2000)] if ratios else []
-    hooks: dict[str, float] = {}
-    for e in on_epochs:
-        for k, v in e["hooks_s"].items():
-            hooks[k] = hooks.get(k, 0.0) + v / len(on_epochs)
-    per_callback: dict[str, float] = {}
-    for k, v in hooks.items():
-        per_callback[k.split(".")[0]] = per_callback.get(k.split(".")[0], 0.0) + v
+    breakdown = hook_breakdown(on_epochs)
     return {
         "ratio": round(statistics.median(ratios), 4) if ratios else None,
         "ratio_ci95": [round(float(np.percentile(boot, q)), 4) for q in (2.5, 97.5)] if boot else None,
@@ -361,11 +359,7 @@ def gated_summary(runs: list[dict], warmup: int, max_foreign: float) -> dict:
         "median_on_pair_wall_s": round(statistics.median(on_walls), 4),
         "median_off_pair_wall_s": round(statistics.median(off_walls), 4),
         "ratio_cpu_medians": round(statistics.median(on_cpu) / statistics.median(off_cpu), 4),
-        "hook_self_s_per_epoch": {k: round(v, 5) for k, v in sorted(hooks.items(), key=lambda kv: -kv[1])
-                                  if v >= 1e-4},
-        "callback_self_s_per_epoch": {k: round(v, 4)
-                                      for k, v in sorted(per_callback.items(), key=lambda kv: -kv[1])},
-        "callback_self_s_per_epoch_total": round(sum(per_callback.values()), 4),
+        **breakdown,
         "epochs": [[{**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in e.items() if k != "hooks_s"},
                      "hooks_total_s": round(sum(e["hooks_s"].values()), 4)} for e in r["epochs"]] for r in runs],
     }
