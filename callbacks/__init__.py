@@ -16,6 +16,7 @@ Configured by name in conf/callbacks/default.yaml:
 Set on the Trainer (conf/trainer): atomic_checkpoint_io.AtomicCheckpointIO, Lightning checkpoints written by
 temp file + rename; AsyncAtomicCheckpointIO (default) does it on the writer thread from a CPU snapshot.
 Shared pieces: background_writer (the one thread per process that writes checkpoint files in submission
-order), module_groups (group membership), param_sampling (sampled weights), train_loss.
+order), module_groups (group membership), param_sampling (sampled weights), step_logging (per-step
+monitor values straight to the loggers), train_loss.
 LR monitoring is Lightning's own (LearningRateMonitor). The files these write are named in redheart.run_folder.
 """

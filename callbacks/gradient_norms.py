@@ -17,6 +17,7 @@ import torch
 from typing_extensions import override
 
 from callbacks.module_groups import ModuleGroups, target_module
+from callbacks.step_logging import log_step_values
 
 
 class GradientNormMonitor(L.Callback):
@@ -66,7 +67,7 @@ class GradientNormMonitor(L.Callback):
             stats["max"] = max(stats["max"], value)
             stats["steps"] += 1
         if trainer.global_step % self.log_every_n_steps == 0:
-            pl_module.log_dict({f"grad_norm/{g}": v for g, v in norms.items()}, on_step=True, on_epoch=False)
+            log_step_values(trainer, {f"grad_norm/{g}": v for g, v in norms.items()})
 
     def take_interval(self) -> dict[str, dict[str, float | int]]:
         """{group: {mean, max, steps}} since the previous call, then start a new interval."""

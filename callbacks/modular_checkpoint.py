@@ -10,9 +10,11 @@ EMAWeightAveraging callback runs, else the raw ones: what the analysis and the c
 disk of `both`, which adds the other copy (docs/checkpoints.md "Disk").
 Every file is written to a temp name and renamed, so a kill mid-write leaves no file that looks valid
 (the manifest only ever lists complete files). The tensors are copied to CPU memory at the epoch
-boundary, on the training thread; the files, the metrics file and the manifest (last) are written on
-the process's checkpoint writer thread (callbacks/background_writer.py), which the next save, the end
-of fit, teardown and an exception wait for. Epochs are 1-based counts of completed epochs: with
+boundary, on the training thread, into a shared-memory buffer kept for the fit (one snapshot's size);
+the files are written from it by the checkpoint serializer process (callbacks/serializer_process.py),
+the metrics file and the manifest (last) by the process's checkpoint writer thread
+(callbacks/background_writer.py), which the next save, the end of fit, teardown and an exception wait
+for. Epochs are 1-based counts of completed epochs: with
 every_n_epochs=2 and 60 epochs, 2, 4, ..., 60 (30 checkpoints). safetensors loads without pickle.
 Only the Lightning `last`/resume checkpoint keeps optimizer and scheduler state.
 """
@@ -23,8 +25,9 @@ import logging
 import resource
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from callbacks.ema import AveragedWeights
 from callbacks.gradient_norms import GradientNormMonitor
 from callbacks.module_groups import ModuleGroups, target_module
 from callbacks.param_sampling import ParameterSampler
+from callbacks.serializer_process import SERIALIZER
 from callbacks.train_loss import epoch_train_loss
 from redheart.io import atomic_write_json, atomic_write_with, nulls_for_non_finite, sha256_file
 from redheart.run_folder import FORMAT, MANIFEST, group_file, metrics_file, new_manifest, read_manifest
@@ -67,7 +71,8 @@ class ModularCheckpoint(L.Callback):
         dtype: stored precision, "float32" or "bfloat16".
         weights: "evaluated" stores the weights validation measured (the EMA ones when an averaging callback
             runs, else the raw ones); "both" also stores the raw weights beside the EMA ones (twice the disk).
-        background: write the files on the background writer thread from a CPU snapshot.
+        background: write the files in the background from a CPU snapshot (in the checkpoint serializer
+            process, else on the writer thread); off: on the training thread.
     """
     def __init__(self, dirpath: str, groups: Mapping[str, Sequence[str]], every_n_epochs: int = 2,
                  dtype: str = "float32", weights: str = "evaluated", background: bool = True):
@@ -83,6 +88,8 @@ class ModularCheckpoint(L.Callback):
         self.dtype = dtype
         self.weights = weights
         self.background = background
+        if background:
+            SERIALIZER.start()  # imports torch while the data and the model are prepared, not at the first save
         self._last_write: Future | None = None
         self.saved_epochs: list[int] = []
         self._sampler: ParameterSampler | None = None
@@ -133,7 +140,10 @@ class ModularCheckpoint(L.Callback):
             log.error("%s", err)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        WRITER.wait()
+        try:
+            WRITER.wait()
+        finally:
+            SERIALIZER.release(self._buffer_key)
 
     def _ema(self, trainer: L.Trainer) -> dict[str, torch.Tensor] | None:
         for callback in trainer.callbacks:
@@ -152,13 +162,29 @@ class ModularCheckpoint(L.Callback):
         self.saved_epochs.append(epoch)
 
     def write_snapshot(self, epoch: int, raw: dict | None, ema: dict | None, metrics: dict) -> None:
-        """Copy the tensors now, write them on the writer thread (or here when `background` is off)."""
+        """Copy the tensors now, write them on the writer thread (or here when `background` is off).
+
+        In the background the copy goes into a shared-memory buffer kept for the fit and the checkpoint
+        serializer process writes the files from it (callbacks/serializer_process.py): safetensors'
+        save_file on the writer thread holds the GIL while it copies every tensor into bytes, which slows
+        the training thread. Where the helper cannot run, the writer thread writes a private CPU copy."""
         WRITER.wait_for(self._last_write)  # the previous checkpoint is on disk before this one's copy is taken
+        staged = (SERIALIZER.stage(self._buffer_key, {"raw": raw, "ema": ema}, DTYPES[self.dtype])
+                  if self.background else None)
+        if staged is not None:
+            copies = staged.restored()
+            save = partial(SERIALIZER.save_safetensors, staged)
+            self._last_write = WRITER.submit(lambda: self._write(epoch, copies["raw"], copies["ema"], metrics, save))
+            return
         raw, ema = self._snapshot_tensors(raw), self._snapshot_tensors(ema)
         if self.background:
             self._last_write = WRITER.submit(lambda: self._write(epoch, raw, ema, metrics))
         else:
             self._write(epoch, raw, ema, metrics)
+
+    @property
+    def _buffer_key(self) -> tuple[str, int]:
+        return ("modular", id(self))
 
     def _snapshot_tensors(self, state: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
         """CPU copies in the storage dtype: what the writer thread saves, whatever training does meanwhile."""
@@ -168,7 +194,10 @@ class ModularCheckpoint(L.Callback):
         return {n: t.detach().to("cpu", dtype, copy=True) for n, t in state.items()}
 
     @rank_zero_only
-    def _write(self, epoch: int, raw: dict | None, ema: dict | None, metrics: dict) -> None:
+    def _write(self, epoch: int, raw: dict | None, ema: dict | None, metrics: dict,
+               save: Callable[[dict, str, dict], None] | None = None) -> None:
+        """Write the group files (with `save`, default safetensors' save_file), the metrics file, the manifest."""
+        save = save or save_file
         if raw is None and ema is None:
             raise ValueError("a modular checkpoint needs the raw or the EMA weights")
         dtype = DTYPES[self.dtype]
@@ -181,7 +210,7 @@ class ModularCheckpoint(L.Callback):
             meta = {"format": FORMAT, "epoch": str(epoch), "group": group, "dtype": self.dtype,
                     "ema": str(ema is not None).lower(), "raw": str(raw is not None).lower()}
             path = atomic_write_with(group_file(self.dirpath, epoch, group),
-                                     lambda tmp, t=tensors, m=meta: save_file(t, tmp, m))
+                                     lambda tmp, t=tensors, m=meta: save(t, tmp, m))
             files[group] = {"path": str(path.relative_to(self.dirpath)), "bytes": path.stat().st_size,
                             "sha256": sha256_file(path), "tensors": len(tensors)}
         metrics_path = atomic_write_json(metrics_file(self.dirpath, epoch), nulls_for_non_finite(metrics))

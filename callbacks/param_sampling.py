@@ -41,7 +41,9 @@ class ParameterSampler:
 
     @torch.no_grad()
     def snapshot(self) -> dict[str, tuple[torch.Tensor, int]]:
-        return {name: (p.detach().reshape(-1)[self.indices[name]].float().clone(), bit_checksum(p))
+        """(sampled weights as a new float32 tensor, checksum) per tensor. index_select, not `flat[idx]`:
+        the same values at a third of the time over a few hundred tensors (Python indexing's overhead)."""
+        return {name: (torch.index_select(p.detach().reshape(-1), 0, self.indices[name]).float(), bit_checksum(p))
                 for name, p in self.params.items()}
 
     @staticmethod

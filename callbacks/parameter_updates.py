@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from callbacks.module_groups import target_module
 from callbacks.param_sampling import ParameterSampler
+from callbacks.step_logging import log_step_values
 
 
 class ParameterUpdateMonitor(L.Callback):
@@ -81,7 +82,7 @@ class ParameterUpdateMonitor(L.Callback):
             self.last_ratios[module] = ratio
             if not changed:
                 frozen.append(module)
-        pl_module.log_dict({f"param_update/{m}": r for m, r in self.last_ratios.items()}, on_step=True, on_epoch=False)
+        log_step_values(trainer, {f"param_update/{m}": r for m, r in self.last_ratios.items()})
         window = f"steps {self._window_start_step}-{step}"
         if frozen:
             self._warn(f"parameters did not change in {window}: {', '.join(frozen)}")

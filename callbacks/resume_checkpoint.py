@@ -19,6 +19,7 @@ import shutil
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from callbacks.atomic_checkpoint_io import AsyncAtomicCheckpointIO
@@ -39,6 +40,18 @@ def link(filepath: str, linkpath: str) -> None:
 class ResumeCheckpoint(ModelCheckpoint):
     def __init__(self, *args: Any, enable_version_counter: bool = False, **kwargs: Any):
         super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, torch.Tensor]:
+        """Lightning's candidates, without its deep copy of every logged metric at every epoch end (about a
+        hundred tensors with the per-module metrics): with no monitor they only fill in file names, and
+        nothing keeps them. With a monitor, Lightning's own (it keeps the best score)."""
+        if self.monitor is not None:
+            return super()._monitor_candidates(trainer)
+        candidates = dict(trainer.callback_metrics)
+        epoch, step = candidates.get("epoch"), candidates.get("step")  # as Lightning: ints, else the counters
+        candidates["epoch"] = epoch.int() if isinstance(epoch, torch.Tensor) else torch.tensor(trainer.current_epoch)
+        candidates["step"] = step.int() if isinstance(step, torch.Tensor) else torch.tensor(trainer.global_step)
+        return candidates
 
     def _link_checkpoint(self, trainer: L.Trainer, filepath: str, linkpath: str) -> None:
         io = trainer.strategy.checkpoint_io

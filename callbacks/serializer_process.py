@@ -1,4 +1,4 @@
-"""torch.save in a helper process, from a copy of the tensors in shared memory.
+"""torch.save (and safetensors' save_file) in a helper process, from a copy of the tensors in shared memory.
 
 Why a process: torch.save holds the GIL while it pickles and copies each tensor into the file, and the
 training thread releases and re-takes the GIL at every torch op, so a writer *thread* slows training for
@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,16 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Staged:
-    """A checkpoint copied into a shared buffer: the structure, where each tensor lies, which buffer."""
+    """A checkpoint copied into a shared buffer: the structure, where each tensor lies, which buffer, and
+    the copies as tensors of this process (views of the buffer)."""
     skeleton: Any
     specs: list[TensorSpec]
     buffer: int
+    views: list[torch.Tensor] = field(repr=False, compare=False)
+
+    def restored(self) -> Any:
+        """The staged object with each tensor replaced by its copy in the buffer."""
+        return apply_to_collection(self.skeleton, _Slot, lambda s: self.views[s.index])
 
 
 class _Buffer:
@@ -89,11 +95,12 @@ class _Buffer:
             os.close(self.fd)
 
 
-def _layout(tensors: list[torch.Tensor]) -> tuple[list[TensorSpec], int]:
+def _layout(tensors: list[torch.Tensor], dtype: torch.dtype | None = None) -> tuple[list[TensorSpec], int]:
     specs, offset = [], 0
     for t in tensors:
-        nbytes = t.numel() * t.element_size()
-        specs.append(TensorSpec(offset, nbytes, t.dtype, tuple(t.shape)))
+        stored = dtype or t.dtype
+        nbytes = t.numel() * stored.itemsize
+        specs.append(TensorSpec(offset, nbytes, stored, tuple(t.shape)))
         offset += -(-nbytes // ALIGN) * ALIGN
     return specs, max(offset, ALIGN)
 
@@ -102,8 +109,10 @@ class SerializerProcess:
     """torch.save of staged checkpoints in one helper process (see the module docstring).
 
     `stage(key, obj)` (training thread) copies `obj`'s tensors into the buffer of `key`; `save(staged,
-    path)` (writer thread) has the helper write it and blocks, without the GIL, until it has; `release(key)`
-    frees the buffer. A key's buffer must not be staged again before its previous save has returned.
+    path)` (writer thread) has the helper torch.save it and blocks, without the GIL, until it has;
+    `save_safetensors(staged, tensors, path, metadata)` writes some of the staged tensors as one safetensors
+    file the same way; `release(key)` frees the buffer. A key's buffer must not be staged again before its
+    previous saves have returned.
     """
 
     def __init__(self) -> None:
@@ -134,8 +143,9 @@ class SerializerProcess:
         self._sock = ours
         return True
 
-    def stage(self, key: Any, obj: Any) -> Staged | None:
-        """Copy `obj`'s tensors into `key`'s shared buffer; None where the helper cannot run."""
+    def stage(self, key: Any, obj: Any, dtype: torch.dtype | None = None) -> Staged | None:
+        """Copy `obj`'s tensors into `key`'s shared buffer (cast to `dtype` if given); None where the helper
+        cannot run."""
         tensors: list[torch.Tensor] = []
 
         def slot(t: torch.Tensor) -> _Slot:
@@ -143,7 +153,7 @@ class SerializerProcess:
             return _Slot(len(tensors) - 1)
 
         skeleton = apply_to_collection(obj, torch.Tensor, slot)
-        specs, size = _layout(tensors)
+        specs, size = _layout(tensors, dtype)
         buffer = self._buffer(key, size)
         if buffer is None:
             return None
@@ -154,7 +164,7 @@ class SerializerProcess:
         for view, t in zip(views, tensors, strict=True):
             if t.device.type != "cpu" and t.numel():
                 view.copy_(t)
-        return Staged(skeleton, specs, buffer.ident)
+        return Staged(skeleton, specs, buffer.ident, views)
 
     def _buffer(self, key: Any, size: int) -> _Buffer | None:
         buffer = self._buffers.get(key)
@@ -176,6 +186,22 @@ class SerializerProcess:
     def save(self, staged: Staged, path: str | os.PathLike) -> None:
         """Write `staged` to `path` with torch.save in the helper; raises what the helper raised."""
         self._request(("save", staged.buffer, staged.skeleton, staged.specs, str(path)))
+
+    def save_safetensors(self, staged: Staged, tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                         metadata: dict[str, str] | None = None) -> None:
+        """safetensors' `save_file(tensors, path, metadata)` in the helper; each tensor must be one of
+        `staged.restored()`'s (a view of the buffer), which the helper reads from its own mapping."""
+        buffer = next((b for b in self._buffers.values() if b.ident == staged.buffer), None)
+        if buffer is None:
+            raise RuntimeError("the staged buffer was released before its tensors were saved")
+        base, end = buffer.bytes.data_ptr(), buffer.bytes.data_ptr() + buffer.size
+        specs = {}
+        for name, t in tensors.items():
+            nbytes = t.numel() * t.element_size()
+            if nbytes and not (t.is_contiguous() and base <= t.data_ptr() and t.data_ptr() + nbytes <= end):
+                raise ValueError(f"tensor {name!r} is not a staged copy in the shared buffer")
+            specs[name] = TensorSpec(t.data_ptr() - base if nbytes else 0, nbytes, t.dtype, tuple(t.shape))
+        self._request(("safetensors", staged.buffer, specs, metadata, str(path)))
 
     def release(self, key: Any) -> None:
         """Free `key`'s buffer, here and in the helper."""
@@ -282,6 +308,11 @@ def _serve(sock: socket.socket) -> None:
                 os.close(fds[0])
             elif message[0] == "drop":
                 maps.pop(message[1], None)
+            elif message[0] == "safetensors":
+                from safetensors.torch import save_file
+
+                _, ident, specs, metadata, path = message
+                save_file({name: _tensor(maps[ident], s) for name, s in specs.items()}, path, metadata)
             else:
                 _, ident, skeleton, specs, path = message
                 views = [_tensor(maps[ident], s) for s in specs]

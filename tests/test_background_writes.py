@@ -8,6 +8,7 @@ import json
 import operator
 import threading
 import time
+from functools import partial
 
 import pytest
 import torch
@@ -43,16 +44,32 @@ def writer(tmp_path, **kwargs) -> ModularCheckpoint:
     return cb
 
 
+@pytest.fixture(params=["process", "thread"])
+def modular_path(request, monkeypatch) -> str:
+    """Modular files written by the serializer process (the default) or, where it cannot run, the writer
+    thread (stage() answers None there)."""
+    if request.param == "thread":
+        monkeypatch.setattr(SERIALIZER, "stage", lambda *args, **kwargs: None)
+    return request.param
+
+
+def wrap_modular_save(monkeypatch, wrapper) -> None:
+    """Both ways of writing a modular file go through `wrapper(save, tensors, path, metadata)`."""
+    real_file, real_helper = mc.save_file, SERIALIZER.save_safetensors
+    monkeypatch.setattr(mc, "save_file", lambda t, p, m=None: wrapper(real_file, t, p, m))
+    monkeypatch.setattr(SERIALIZER, "save_safetensors",
+                        lambda staged, t, p, m=None: wrapper(partial(real_helper, staged), t, p, m))
+
+
 def gated_save_file(monkeypatch) -> threading.Event:
-    """safetensors' save_file in the modular writer waits for the returned event before writing."""
+    """Each modular file write waits for the returned event before writing."""
     gate = threading.Event()
-    real = mc.save_file
 
-    def save_file(tensors, path, metadata=None):
+    def gated(save, tensors, path, metadata):
         assert gate.wait(10), "the test never opened the gate"
-        real(tensors, path, metadata)
+        save(tensors, path, metadata)
 
-    monkeypatch.setattr(mc, "save_file", save_file)
+    wrap_modular_save(monkeypatch, gated)
     return gate
 
 
@@ -71,12 +88,14 @@ def blocks(fn) -> tuple[threading.Thread, list]:
     return thread, errors
 
 
-def test_modular_writes_run_in_the_background_from_a_snapshot_and_the_next_write_waits(tmp_path, monkeypatch):
+def test_modular_writes_run_in_the_background_from_a_snapshot_and_the_next_write_waits(tmp_path, monkeypatch,
+                                                                                        modular_path):
     gate = gated_save_file(monkeypatch)
     cb = writer(tmp_path)
     state = {"a.w": torch.ones(3), "b.w": torch.ones(2)}
     cb.write_snapshot(2, state, None, {"epoch": 2})  # returns while the write waits on the gate
     assert not cb.manifest_path.exists() and WRITER.busy
+    assert (cb._buffer_key in SERIALIZER._buffers) == (modular_path == "process")  # the copy is in shared memory
     state["a.w"].add_(5.0)  # training goes on and changes the live weights
     second, errors = blocks(lambda: cb.write_snapshot(4, state, None, {"epoch": 4}))
     time.sleep(0.3)
@@ -93,9 +112,28 @@ def test_modular_writes_run_in_the_background_from_a_snapshot_and_the_next_write
     assert torch.equal(first["raw/a.w"], torch.ones(3))  # the snapshot, not the weights at write time
     second_file = load_file(tmp_path / "modular" / "epoch_004" / "a.safetensors")
     assert torch.equal(second_file["raw/a.w"], torch.full((3,), 6.0))
+    cb.teardown(None, None, "fit")
+    assert cb._buffer_key not in SERIALIZER._buffers  # teardown frees the shared copy
 
 
-def test_fit_end_teardown_and_an_exception_wait_for_the_pending_write(tmp_path, monkeypatch):
+def test_the_serializer_process_writes_the_same_safetensors_file_as_save_file(tmp_path):
+    state = {"w": torch.randn(3, 4), "empty": torch.zeros(0), "h": torch.arange(6.0).reshape(2, 3)}
+    staged = SERIALIZER.stage("test-safetensors", {"raw": state}, torch.bfloat16)
+    assert staged is not None
+    try:
+        views = staged.restored()["raw"]
+        SERIALIZER.save_safetensors(staged, {f"raw/{n}": t for n, t in views.items()}, tmp_path / "helper.safetensors",
+                                    {"epoch": "2"})
+        with pytest.raises(ValueError, match="not a staged copy"):  # a tensor of this process: refused, not read
+            SERIALIZER.save_safetensors(staged, {"x": torch.ones(2)}, tmp_path / "other.safetensors")
+    finally:
+        SERIALIZER.release("test-safetensors")
+    mc.save_file({f"raw/{n}": t.to(torch.bfloat16) for n, t in state.items()}, tmp_path / "thread.safetensors",
+                 {"epoch": "2"})
+    assert (tmp_path / "helper.safetensors").read_bytes() == (tmp_path / "thread.safetensors").read_bytes()
+
+
+def test_fit_end_teardown_and_an_exception_wait_for_the_pending_write(tmp_path, monkeypatch, modular_path):
     for hook in ("on_fit_end", "teardown", "on_exception"):
         gate = gated_save_file(monkeypatch)
         cb = writer(tmp_path / hook)
@@ -110,19 +148,19 @@ def test_fit_end_teardown_and_an_exception_wait_for_the_pending_write(tmp_path, 
         assert errors == [] and cb.manifest_path.is_file(), hook
 
 
-def test_a_crash_in_the_middle_of_a_background_write_leaves_nothing_that_looks_valid(tmp_path, monkeypatch):
+def test_a_crash_in_the_middle_of_a_background_write_leaves_nothing_that_looks_valid(tmp_path, monkeypatch,
+                                                                                    modular_path):
     cb = writer(tmp_path)
     cb.write_snapshot(2, {"a.w": torch.ones(1), "b.w": torch.ones(1)}, None, {"epoch": 2})
     WRITER.wait()
-    real = mc.save_file
 
-    def dies_halfway(tensors, path, metadata=None):
-        real(tensors, path, metadata)
+    def dies_halfway(save, tensors, path, metadata):
+        save(tensors, path, metadata)
         with open(path, "r+b") as fh:
             fh.truncate(20)  # the bytes written so far
         raise OSError("disk full")
 
-    monkeypatch.setattr(mc, "save_file", dies_halfway)
+    wrap_modular_save(monkeypatch, dies_halfway)
     cb.write_snapshot(4, {"a.w": torch.zeros(1), "b.w": torch.zeros(1)}, None, {"epoch": 4})
     with pytest.raises(RuntimeError, match="background checkpoint write failed: disk full"):
         WRITER.wait()  # raised on the training thread
@@ -354,3 +392,23 @@ def test_the_ema_swap_and_update_shortcuts_give_exactly_what_lightning_and_torch
     lightning = fit("lightning")
     assert ours[0] == lightning[0] and len(ours[0]) == 2
     assert ours[1].keys() == lightning[1].keys() and all(torch.equal(ours[1][k], lightning[1][k]) for k in ours[1])
+
+
+def test_resume_checkpoint_names_files_as_lightning_does_without_copying_every_metric(tmp_path):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from callbacks.resume_checkpoint import ResumeCheckpoint
+
+    logged = {"epoch": torch.tensor(3.0), "val/loss": torch.tensor(0.5), "val/module/x/f1": torch.tensor(0.25)}
+    trainer = SimpleNamespace(callback_metrics=logged, current_epoch=2, global_step=40)
+    ours = ResumeCheckpoint(dirpath=tmp_path, filename="resume-{epoch:03d}-{val/loss:.2f}")
+    lightnings = ModelCheckpoint(dirpath=tmp_path, filename="resume-{epoch:03d}-{val/loss:.2f}")
+    mine, theirs = ours._monitor_candidates(trainer), lightnings._monitor_candidates(trainer)
+    assert mine.keys() == theirs.keys() == logged.keys() | {"step"}
+    assert all(torch.equal(mine[k], theirs[k]) and mine[k].dtype == theirs[k].dtype for k in mine)
+    assert ours.format_checkpoint_name(mine) == lightnings.format_checkpoint_name(theirs)
+    assert mine["val/loss"] is logged["val/loss"]  # read, not deep-copied
+    monitored = ResumeCheckpoint(dirpath=tmp_path, monitor="val/loss")._monitor_candidates(trainer)
+    assert monitored["val/loss"] is not logged["val/loss"]  # with a monitor the best score is kept: Lightning's copy

@@ -81,3 +81,23 @@ def test_rng_state_resumes_the_same_draws():
     RNGStateCheckpoint().load_state_dict(state)
     drawn = (torch.rand(4), random.random())
     assert torch.equal(drawn[0], expected[0]) and drawn[1] == expected[1]
+
+
+def test_a_parameter_snapshot_samples_the_drawn_positions_and_is_not_changed_by_training():
+    torch.manual_seed(0)
+    weights = {"big": nn.Parameter(torch.randn(100, 100)), "small": nn.Parameter(torch.randn(5)),
+               "half": nn.Parameter(torch.randn(64, 80).to(torch.bfloat16))}
+    sampler = ParameterSampler(weights, per_tensor=256)
+    snapshot = sampler.snapshot()
+    for name, w in weights.items():
+        sample, checksum = snapshot[name]
+        assert sample.dtype == torch.float32 and len(sample) == min(256, w.numel())
+        assert torch.equal(sample, w.detach().reshape(-1)[sampler.indices[name]].float())
+    with torch.no_grad():
+        for w in weights.values():
+            w.add_(1.0)  # an optimizer step in place
+    later = sampler.snapshot()
+    for name in weights:
+        assert not torch.equal(snapshot[name][0], later[name][0]) and snapshot[name][1] != later[name][1]
+        ratio, changed = ParameterSampler.relative_change(snapshot, later, [name])
+        assert changed and ratio > 0

@@ -10,11 +10,12 @@ from redheart.train import train
 
 TINY = ("model=tiny", "data.embedding.backend=hashing", "data.embedding.dim=32", "data.progress=false",
         "data.max_samples=200", "trainer.max_epochs=2", "test=false", "callbacks.modular_checkpoint.every_n_epochs=1",
-        "trainer.log_every_n_steps=1")
+        "trainer.log_every_n_steps=1", "callbacks.parameter_updates.every_n_steps=2")
 
 
 def test_after_two_epochs_every_file_and_log_says_epoch_2(compose_cfg, tmp_path):
-    metrics = train(compose_cfg(*TINY))
+    cfg = compose_cfg(*TINY)
+    metrics = train(cfg)
     run = tmp_path / "run"
     assert metrics["epochs"] == 2
     assert sorted(p.name for p in (run / "checkpoints").glob("resume-*.ckpt")) == ["resume-epoch=002.ckpt"]
@@ -28,3 +29,9 @@ def test_after_two_epochs_every_file_and_log_says_epoch_2(compose_cfg, tmp_path)
     val_steps = [e.step for e in scalars("val/loss")]
     epoch_at = {e.step: e.value for e in scalars("epoch")}
     assert [epoch_at[s] for s in val_steps] == [1.0, 2.0]  # the val loss of the first epoch is logged as epoch 1
+    # the monitors hand their per-step values to the logger themselves, at the x of Lightning's own step values
+    step_losses = [e.step for e in scalars("train/loss_step")]
+    assert step_losses == list(range(6))  # 3 batches per epoch, every step logged
+    for group in cfg.module_groups:
+        assert [e.step for e in scalars(f"grad_norm/{group}")] == step_losses
+    assert [e.step for e in scalars("param_update/backbone")] == [1, 3, 5]  # every 2nd optimizer step
