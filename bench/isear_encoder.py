@@ -2,6 +2,7 @@
 
     python bench/isear_encoder.py [--quick] [--out DIR] [--reuse] [--epochs N (default 4)]
         [--variants frozen,finetune,frozen_tokens,plain_finetune,plain_finetune_hi (the default),finetune_lo]
+    python bench/isear_encoder.py --ensemble-seeds 42,7,11 --variants finetune,plain_finetune_hi [--reuse]
 
 Same data pipeline and split as `python train.py experiment=isear` (conf/data/isear.yaml, seed 42).
 Variants (each in its own child process, so its wall time and peak RSS are its own):
@@ -18,7 +19,10 @@ Variants (each in its own child process, so its wall time and peak RSS are its o
 Every variant is scored on val and test after each epoch; the epoch with the best val accuracy is
 kept (chosen on val, never on test). The logistic regression is crossover/baseline.py on the frozen
 vectors. CIs: 95% percentile bootstrap (crossover/bootstrap.py); deltas are paired on the test records.
-The best candidate is the variant with the highest val accuracy. `--quick`: tiny preset, 300 records,
+The best candidate is the variant with the highest val accuracy. `--ensemble-seeds`: each of --variants
+trained once per seed (same split), the seed ensemble averages their class probabilities (members chosen
+on val as above, nothing on test) → isear_encoder_seeds.json, the single runs beside each ensemble; the
+plain recipe's ensemble of the same seeds is the comparison. `--quick`: tiny preset, 300 records,
 1 epoch, max_length 32, to check the script in well under a minute. Writes <out>/isear_encoder.json
 (quick: isear_encoder_quick.json).
 """
@@ -78,19 +82,29 @@ def compose(args: argparse.Namespace, variant: str):
     return cfg
 
 
-def predict(net, loader) -> tuple[np.ndarray, np.ndarray]:
+def predict(net, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted classes, labels and class probabilities (kept so that seeds can be ensembled)."""
     import torch
 
     from redheart.model.net import net_inputs
 
     net.eval()
-    preds, labels = [], []
+    probs, labels = [], []
     with torch.no_grad():
         for batch in loader:
-            preds.append(net(**net_inputs(batch))["final"]["emotion"].argmax(1))
+            probs.append(net(**net_inputs(batch))["final"]["emotion"].float().softmax(1))
             labels.append(batch["label"])
     net.train()
-    return torch.cat(preds).numpy(), torch.cat(labels).numpy()
+    prob = torch.cat(probs).numpy()
+    return prob.argmax(1), torch.cat(labels).numpy(), prob
+
+
+def scored_epoch(epoch: int, net, dm) -> dict:
+    """One epoch's val and test predictions (classes and probabilities) and its val accuracy."""
+    val, val_y, val_prob = predict(net, dm.val_dataloader())
+    test, test_y, test_prob = predict(net, dm.test_dataloader())
+    return {"epoch": epoch, "val_acc": float((val == val_y).mean()), "val": val, "val_labels": val_y,
+            "val_prob": val_prob, "test": test, "test_labels": test_y, "test_prob": test_prob}
 
 
 def encoder_pass_seconds(encoder, loader) -> float:
@@ -133,10 +147,7 @@ def run_project_model(args: argparse.Namespace, variant: str) -> dict:
             steps.append(time.perf_counter() - self.t0)
 
         def on_train_epoch_end(self, trainer, pl_module):
-            val, val_y = predict(pl_module.net, dm.val_dataloader())
-            test, test_y = predict(pl_module.net, dm.test_dataloader())
-            history.append({"epoch": trainer.current_epoch + 1, "val_acc": float((val == val_y).mean()),
-                            "val": val, "val_labels": val_y, "test": test, "test_labels": test_y})
+            history.append(scored_epoch(trainer.current_epoch + 1, pl_module.net, dm))
             print(f"[{variant}] epoch {trainer.current_epoch + 1}: val acc {history[-1]['val_acc']:.4f}", flush=True)
 
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
@@ -210,10 +221,7 @@ def run_plain_finetune(args: argparse.Namespace, variant: str) -> dict:
             optimizer.step()
             schedule.step()
             steps.append(time.perf_counter() - t0)
-        val, val_y = predict(net, dm.val_dataloader())
-        test, test_y = predict(net, dm.test_dataloader())
-        history.append({"epoch": epoch + 1, "val_acc": float((val == val_y).mean()), "val": val, "val_labels": val_y,
-                        "test": test, "test_labels": test_y})
+        history.append(scored_epoch(epoch + 1, net, dm))
         print(f"[{variant}] epoch {epoch + 1}: val acc {history[-1]['val_acc']:.4f}", flush=True)
     return {"history": history, "train_records": len(dm.datasets["train"]), "batch_size": dm.batch_size,
             "epochs": epochs, "step_s_mean": float(np.mean(steps[1:] or steps)), "steps": len(steps),
@@ -234,7 +242,7 @@ def child(args: argparse.Namespace) -> None:
     wall = time.perf_counter() - start
     history = out.pop("history")
     best = max(history, key=lambda h: h["val_acc"])
-    arrays = {k: best[k] for k in ("val", "val_labels", "test", "test_labels")}
+    arrays = {k: best[k] for k in ("val", "val_labels", "val_prob", "test", "test_labels", "test_prob")}
     logistic = out.pop("logistic", None)
     if logistic is not None:
         arrays |= {"logistic_val": logistic["val"], "logistic_test": logistic["test"]}
@@ -270,6 +278,93 @@ def delta(labels: np.ndarray, candidate: np.ndarray, baseline: np.ndarray) -> di
             "excludes_zero": bool(d["better_beyond_ci"] or d["worse_beyond_ci"])}
 
 
+def run_child(args: argparse.Namespace, variant: str, work: Path, seed: int) -> bool:
+    """Train one variant in a child process (its wall time and peak RSS its own); reuse finished files
+    when --reuse is given."""
+    if args.reuse and (work / f"{variant}.npz").is_file() and (work / f"{variant}.json").is_file():
+        print(f"=== {variant} (seed {seed}): reused from {work}", flush=True)
+        return True
+    print(f"=== {variant} (seed {seed})", flush=True)
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, __file__, f"--variant={variant}", f"--work={work}", f"--data={args.data}",
+           f"--epochs={args.epochs}", f"--frozen-epochs={args.frozen_epochs}",
+           f"--plain-head-lr={args.plain_head_lr}", f"--seed={seed}", *(["--quick"] if args.quick else [])]
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        print(f"error: variant {variant} (seed {seed}) failed", file=sys.stderr)
+        return False
+    return True
+
+
+def seed_ensembles(args: argparse.Namespace, variants: list[str], seeds: list[int]) -> int:
+    """Each variant trained once per seed (same split; each run's epoch chosen on val as usual); its
+    ensemble averages the runs' class probabilities, nothing chosen on test. Writes
+    isear_encoder_seeds.json: per variant the single runs and the ensemble, each ensemble against the
+    logistic regression and against the plain recipe's ensemble of the same seeds (paired on test texts)."""
+    if len(seeds) < 2:
+        print("error: --ensemble-seeds needs at least two seeds", file=sys.stderr)
+        return 2
+    root = args.out / (".isear_encoder_seeds_quick" if args.quick else ".isear_encoder_seeds")
+    load_before = os.getloadavg()
+    runs = [(v, s) for s in seeds for v in variants] + [("frozen", seeds[0])]  # frozen: the logistic baseline
+    for variant, seed in runs:
+        if not run_child(args, variant, root / f"seed_{seed}", seed):
+            return 2
+    frozen = dict(np.load(root / f"seed_{seeds[0]}" / "frozen.npz"))
+    labels, logistic = frozen["test_labels"], frozen["logistic_test"]
+    members: dict[str, list[dict]] = {}
+    probs: dict[str, list[np.ndarray]] = {}
+    for variant in variants:
+        for seed in seeds:
+            arrays = dict(np.load(root / f"seed_{seed}" / f"{variant}.npz"))
+            meta = json.loads((root / f"seed_{seed}" / f"{variant}.json").read_text(encoding="utf-8"))
+            if not np.array_equal(arrays["test_labels"], labels) or "test_prob" not in arrays:
+                print(f"error: {variant} seed {seed}: other test records, or no probabilities (rerun it)",
+                      file=sys.stderr)
+                return 2
+            probs.setdefault(variant, []).append(arrays)
+            members.setdefault(variant, []).append({
+                "seed": seed, "val_acc": round(val_accuracy(arrays), 4), **scores(labels, arrays["test"]),
+                "chosen_epoch": meta["chosen_epoch"], "wall_s": meta["wall_s"], "peak_rss_mb": meta["peak_rss_mb"],
+                "omp_num_threads": meta.get("omp_num_threads")})
+    ensembles = {}
+    for variant, arrays in probs.items():
+        val = np.mean([a["val_prob"] for a in arrays], axis=0).argmax(1)
+        test = np.mean([a["test_prob"] for a in arrays], axis=0).argmax(1)
+        ensembles[variant] = {"val_acc": round(float((val == arrays[0]["val_labels"]).mean()), 4),
+                              **scores(labels, test), "delta_acc_vs_logistic_ci": delta(labels, test, logistic),
+                              "test": test}
+    plain = next((v for v in variants if v in PLAIN_ENCODER_LR), None)
+    out: dict = {"seeds": seeds, "variants": {}, "logistic": scores(labels, logistic)}
+    for variant in variants:
+        row = {k: v for k, v in ensembles[variant].items() if k != "test"}
+        if plain is not None:
+            row["delta_acc_vs_plain_finetune_ci"] = delta(labels, ensembles[variant]["test"], ensembles[plain]["test"])
+        single = [m["test_acc"] for m in members[variant]]
+        out["variants"][variant] = {"ensemble": row, "single_runs": members[variant],
+                                    "single_test_acc_mean": round(float(np.mean(single)), 4),
+                                    "ensemble_minus_single_mean": round(row["test_acc"] - float(np.mean(single)), 4)}
+    out["plain_baseline"] = plain
+    out["quick"] = args.quick
+    out["goal"] = {"finetune_ensemble_test_acc_ge_0.70": out["variants"].get("finetune", {}).get(
+        "ensemble", {}).get("test_acc", 0) >= 0.70}
+    out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42",
+                    "ensemble": "mean of the runs' softmax probabilities, argmax; each run's epoch chosen on val",
+                    "bootstrap": "95% percentile, 1000 resamples, paired on test records",
+                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                    "load_before": [round(x, 2) for x in load_before], "note": args.note,
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "command": " ".join(["python bench/isear_encoder.py", *sys.argv[1:]])}
+    name = "isear_encoder_seeds_quick.json" if args.quick else "isear_encoder_seeds.json"
+    atomic_write_json(args.out / name, out)
+    for variant, row in out["variants"].items():
+        e = row["ensemble"]
+        print(f"{variant:<18} ensemble of {len(seeds)}: test acc {e['test_acc']:.4f} {e['test_acc_ci']}  "
+              f"single runs {[m['test_acc'] for m in row['single_runs']]}  vs plain "
+              f"{e.get('delta_acc_vs_plain_finetune_ci')}")
+    print(f"written {args.out / name}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -282,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain-head-lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42,
                         help="training seed of the fine-tuned and frozen variants (the split stays seed 42)")
+    parser.add_argument("--ensemble-seeds", default="",
+                        help="comma-separated training seeds: train --variants with each (same split) and write "
+                             "isear_encoder_seeds.json, every variant's seed ensemble vs its single runs")
     parser.add_argument("--note", default="", help="how the children ran (threads, load), kept in setup.note")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -297,22 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown variants {unknown}; choose from {list(VARIANTS)}", file=sys.stderr)
         return 2
+    if args.ensemble_seeds:
+        return seed_ensembles(args, variants, [int(x) for x in args.ensemble_seeds.split(",") if x.strip()])
     if "frozen" not in variants:
         variants.insert(0, "frozen")  # it carries the logistic baseline
     work = args.out / (".isear_encoder_quick" if args.quick else ".isear_encoder")
     work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    passthrough = [f"--data={args.data}", f"--epochs={args.epochs}", f"--frozen-epochs={args.frozen_epochs}",
-                   f"--plain-head-lr={args.plain_head_lr}", f"--seed={args.seed}"]
     for variant in variants:
-        if args.reuse and (work / f"{variant}.npz").is_file() and (work / f"{variant}.json").is_file():
-            print(f"=== {variant}: reused from {work}", flush=True)
-            continue
-        print(f"=== {variant}", flush=True)
-        cmd = [sys.executable, __file__, f"--variant={variant}", f"--work={work}", *passthrough]
-        result = subprocess.run(cmd + (["--quick"] if args.quick else []), cwd=ROOT)
-        if result.returncode != 0:
-            print(f"error: variant {variant} failed with exit code {result.returncode}", file=sys.stderr)
+        if not run_child(args, variant, work, args.seed):
             return 2
     arrays = {v: dict(np.load(work / f"{v}.npz")) for v in variants}
     meta = {v: json.loads((work / f"{v}.json").read_text(encoding="utf-8")) for v in variants}

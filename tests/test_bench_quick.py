@@ -86,3 +86,25 @@ def test_bench_quick_mode_writes_sane_figures(script, tmp_path):
 
 def test_every_bench_script_has_a_quick_check():
     assert set(SCRIPTS) == set(CHECKS) | CHECKED_ELSEWHERE
+
+
+@pytest.mark.slow
+def test_the_isear_seed_ensemble_averages_its_runs_probabilities(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [sys.executable, str(REPO_ROOT / "bench" / "isear_encoder.py"), "--quick", "--out", str(out),
+               "--ensemble-seeds", "1,2", "--variants", "plain_finetune_hi"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    figures = json.loads((out / "isear_encoder_seeds_quick.json").read_text())
+    row = figures["variants"]["plain_finetune_hi"]
+    assert figures["quick"] is True and _finite_numbers(figures) and figures["seeds"] == [1, 2]
+    assert [m["seed"] for m in row["single_runs"]] == [1, 2]
+    runs = [np.load(out / ".isear_encoder_seeds_quick" / f"seed_{s}" / "plain_finetune_hi.npz") for s in (1, 2)]
+    assert not np.array_equal(runs[0]["test_prob"], runs[1]["test_prob"])  # the seeds trained different models
+    for split in ("val", "test"):  # the ensemble is the argmax of the mean probability, on both splits
+        mean = np.mean([r[f"{split}_prob"] for r in runs], axis=0).argmax(1)
+        accuracy = round(float((mean == runs[0][f"{split}_labels"]).mean()), 4)
+        assert row["ensemble"][f"{split}_acc"] == accuracy
