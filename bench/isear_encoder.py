@@ -295,7 +295,20 @@ def run_child(args: argparse.Namespace, variant: str, work: Path, seed: int) -> 
     return True
 
 
-def seed_ensembles(args: argparse.Namespace, variants: list[str], seeds: list[int]) -> int:
+def run_setup(args: argparse.Namespace, test_records: int, load_before: tuple, argv: list[str] | None) -> dict:
+    """How a result JSON was made: split, bootstrap, machine, load, note, time and the command."""
+    return {"quick": args.quick, "test_records": test_records, "split": "conf/data/isear.yaml, seed 42",
+            "bootstrap": "95% percentile, 1000 resamples, paired on test records",
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()], "note": args.note,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["python bench/isear_encoder.py", *(sys.argv[1:] if argv is None else argv)])}
+
+
+def seed_ensembles(args: argparse.Namespace, variants: list[str], seeds: list[int],
+                   argv: list[str] | None = None) -> int:
     """Each variant trained once per seed (same split; each run's epoch chosen on val as usual); its
     ensemble averages the runs' class probabilities, nothing chosen on test. Writes
     isear_encoder_seeds.json: per variant the single runs and the ensemble, each ensemble against the
@@ -347,13 +360,8 @@ def seed_ensembles(args: argparse.Namespace, variants: list[str], seeds: list[in
     out["quick"] = args.quick
     out["goal"] = {"finetune_ensemble_test_acc_ge_0.70": out["variants"].get("finetune", {}).get(
         "ensemble", {}).get("test_acc", 0) >= 0.70}
-    out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42",
-                    "ensemble": "mean of the runs' softmax probabilities, argmax; each run's epoch chosen on val",
-                    "bootstrap": "95% percentile, 1000 resamples, paired on test records",
-                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                    "load_before": [round(x, 2) for x in load_before], "note": args.note,
-                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "command": " ".join(["python bench/isear_encoder.py", *sys.argv[1:]])}
+    out["setup"] = {**run_setup(args, len(labels), load_before, argv),
+                    "ensemble": "mean of the runs' softmax probabilities, argmax; each run's epoch chosen on val"}
     name = "isear_encoder_seeds_quick.json" if args.quick else "isear_encoder_seeds.json"
     atomic_write_json(args.out / name, out)
     for variant, row in out["variants"].items():
@@ -396,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown variants {unknown}; choose from {list(VARIANTS)}", file=sys.stderr)
         return 2
     if args.ensemble_seeds:
-        return seed_ensembles(args, variants, [int(x) for x in args.ensemble_seeds.split(",") if x.strip()])
+        return seed_ensembles(args, variants, [int(x) for x in args.ensemble_seeds.split(",") if x.strip()], argv)
     if "frozen" not in variants:
         variants.insert(0, "frozen")  # it carries the logistic baseline
     work = args.out / (".isear_encoder_quick" if args.quick else ".isear_encoder")
@@ -441,15 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     out["best_on_val"] = best
     out["goal"] = {"test_acc_ge_0.70": out["variants"].get("finetune", {}).get("test_acc", 0) >= 0.70}
     out["quick"] = args.quick
-    out["setup"] = {"quick": args.quick, "test_records": len(labels), "split": "conf/data/isear.yaml, seed 42",
-                    "training_seed": args.seed,
-                    "bootstrap": "95% percentile, 1000 resamples, paired on test records",
-                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-                    "load_before": [round(x, 2) for x in load_before],
-                    "load_after": [round(x, 2) for x in os.getloadavg()], "note": args.note,
-                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "command": " ".join(["python bench/isear_encoder.py", *(sys.argv[1:] if argv is None else argv)])}
+    out["setup"] = {**run_setup(args, len(labels), load_before, argv), "training_seed": args.seed}
     name = "isear_encoder_quick.json" if args.quick else "isear_encoder.json"
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / name, out)

@@ -88,8 +88,6 @@ class ModularCheckpoint(L.Callback):
         self.dtype = dtype
         self.weights = weights
         self.background = background
-        if background:
-            SERIALIZER.start()  # imports torch while the data and the model are prepared, not at the first save
         self._last_write: Future | None = None
         self.saved_epochs: list[int] = []
         self._sampler: ParameterSampler | None = None
@@ -103,7 +101,8 @@ class ModularCheckpoint(L.Callback):
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Refuse strategies that shard parameters: rank zero alone could not read whole module groups."""
+        """Refuse strategies that shard parameters (rank zero alone could not read whole module groups);
+        start the checkpoint serializer process for the background writes."""
         from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 
         if isinstance(trainer.strategy, FSDPStrategy | ModelParallelStrategy):
@@ -111,6 +110,8 @@ class ModularCheckpoint(L.Callback):
                              "sharded across ranks, and each module group's file needs the whole tensors on rank "
                              "zero. Use trainer=ddp (weights replicated) or trainer=gpu_8gb (DeepSpeed ZeRO-2: "
                              "only the optimizer state is sharded); README 'Scaling out'.")
+        if self.background and trainer.is_global_zero:  # rank zero writes; the helper imports torch by the first save
+            SERIALIZER.start()
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
